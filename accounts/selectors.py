@@ -1,0 +1,23 @@
+"""Reads of accounts and memberships."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from accounts.models import Membership, User
+
+
+def membership_for(user: User, account_public_id: str) -> Membership | None:
+    """The user's membership of that account, or None (missing and foreign alike)."""
+    if not user.is_authenticated or user.is_staff:
+        return None
+    return (
+        Membership.objects.select_related("account")
+        .filter(user=user, account__public_id=account_public_id)
+        .first()
+    )
+
+
+def membership_list(user: User) -> QuerySet[Membership]:
+    """The accounts a user belongs to, for the account switcher."""
+    return Membership.objects.select_related("account").filter(user=user).order_by("account__name", "account_id")

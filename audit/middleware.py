@@ -1,0 +1,54 @@
+"""One structured access-log line per request, under a request id."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from audit.request_context import REQUEST_ID_HEADER, client_ip, request_id_for
+
+access_logger = logging.getLogger("bluespark.access")
+
+
+class RequestContextMiddleware:
+    """Assign a request id, echo it in a response header, and log the request as JSON.
+
+    The line holds no query string, cookie, header value or personal data: the
+    path is logged without its query, and people are named by public id only.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        request.request_id = request_id_for(request)
+        request.client_ip = client_ip(request)
+        status = 500
+        try:
+            response = self.get_response(request)
+            status = response.status_code
+            response[REQUEST_ID_HEADER] = request.request_id
+            return response
+        finally:
+            access_logger.info("request", extra=access_fields(request, status, time.perf_counter() - started))
+
+
+def access_fields(request: HttpRequest, status: int, seconds: float) -> dict[str, object]:
+    user = getattr(request, "user", None)
+    account = getattr(request, "account", None)
+    auth = getattr(request, "auth", None)
+    return {
+        "request_id": request.request_id,
+        "method": request.method,
+        "path": request.path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+        "ip": request.client_ip,
+        "user": getattr(user, "public_id", None) if user is not None and user.is_authenticated else None,
+        "account": getattr(account, "public_id", None),
+        "api_key": getattr(auth, "public_id", None),
+    }

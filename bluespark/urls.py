@@ -1,0 +1,29 @@
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from bluespark import views
+from campaigns import api as campaigns_api
+
+dashboard_patterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("lists/", include("contacts.urls")),
+    path("campaigns/", include("campaigns.urls")),
+]
+
+api_v1_patterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("campaigns/", campaigns_api.CampaignListAPI.as_view(), name="api-campaign-list"),
+    path("campaigns/<str:public_id>/", campaigns_api.CampaignDetailAPI.as_view(), name="api-campaign-detail"),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="accounts:home", permanent=False)),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("accounts/", include("accounts.urls")),
+    # The middleware resolves <account_id> after a membership check and scopes the request.
+    path("a/<str:account_id>/", include(dashboard_patterns)),
+    path("api/v1/", include(api_v1_patterns)),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+]
