@@ -1,0 +1,98 @@
+"""A real Celery worker process against the real Redis broker."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from accounts.models import Account
+from accounts.tenancy import account_scope
+from bluespark.celery import app
+from campaigns.services import create_campaign
+from tests.support import probe_tasks
+
+ROOT = Path(settings.BASE_DIR)
+
+
+def test_celery_accepts_only_json_and_acknowledges_late():
+    assert app.conf.task_serializer == "json"
+    assert app.conf.result_serializer == "json"
+    assert list(app.conf.accept_content) == ["json"]
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_reject_on_worker_lost is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert {queue.name for queue in app.conf.task_queues} == {"default", "bulk"}
+    assert app.conf.task_default_queue == "default"
+
+
+def test_a_task_with_a_non_json_argument_is_refused_before_it_is_sent():
+    from kombu.exceptions import EncodeError
+
+    with pytest.raises(EncodeError):
+        probe_tasks.describe_scope.apply_async(args=["acc_x", object()])
+
+
+def _database_url_of_the_test_database() -> str:
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"])
+    host = db["HOST"] or "localhost"
+    if host.startswith("/"):
+        return f"postgres://{credentials}@/{db['NAME']}?host={quote(host)}&port={db['PORT'] or 5432}"
+    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker(transactional_db):
+    env = {**os.environ, "DATABASE_URL": _database_url_of_the_test_database(), "BLUESPARK_ENV": "test"}
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "bluespark", "worker",
+            "--pool", "solo", "--queues", "default,bulk", "--include", "tests.support.probe_tasks",
+            "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield process
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+def test_a_real_worker_runs_tenant_tasks_from_both_queues(worker):
+    acme = Account.objects.create(name="Acme")
+    globex = Account.objects.create(name="Globex")
+    with account_scope(acme):
+        campaign = create_campaign(acme, name="Worker-visible")
+    with account_scope(globex):
+        create_campaign(globex, name="Not for Acme")
+
+    default_result = probe_tasks.describe_scope.apply_async(args=[acme.public_id, "default"])
+    bulk_result = probe_tasks.describe_scope.apply_async(args=[acme.public_id, "bulk"], queue="bulk")
+    try:
+        from_default = default_result.get(timeout=90)
+        from_bulk = bulk_result.get(timeout=90)
+    except Exception:
+        worker.terminate()
+        output = worker.communicate(timeout=30)[0]
+        pytest.fail(f"the worker did not answer; its output:\n{output}")
+
+    expected = {"account": acme.public_id, "active_account": acme.public_id, "campaigns": [campaign.public_id]}
+    assert from_default == {"label": "default", **expected}
+    assert from_bulk == {"label": "bulk", **expected}
