@@ -284,7 +284,9 @@ CONTENT_SECURITY_POLICY = {
 # --- static files ------------------------------------------------------------------
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Collected at image build time in prod; dev and test serve from the finders.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))) if IS_PROD else None
+WHITENOISE_USE_FINDERS = not IS_PROD
 # Front-end packages come from the npm registry at build time (make), never a CDN.
 NODE_MODULES_DIR = Path(env_str("BLUESPARK_NODE_MODULES", str(BASE_DIR / "node_modules")))
 STATICFILES_DIRS = [("vendor/htmx", NODE_MODULES_DIR / "htmx.org" / "dist")]

@@ -1,0 +1,108 @@
+"""Every dashboard URL: members only, the same 404 for foreign accounts, roles enforced."""
+
+from __future__ import annotations
+
+import re
+
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts.models import Role
+from security.identifiers import new_public_id
+from tests.cast import CastTestCase
+
+
+def dashboard_routes() -> list[tuple[str, object, list[str]]]:
+    """(name, view, URL kwargs) of every view under /a/<account_id>/."""
+    found = []
+
+    def walk(patterns, prefix: str, namespace: str, under_account: bool) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                ns = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+                walk(pattern.url_patterns, route, ns, under_account or "<str:account_id>" in route)
+            elif isinstance(pattern, URLPattern) and (under_account or "<str:account_id>" in route):
+                kwargs = re.findall(r"<(?:\w+:)?(\w+)>", route)
+                found.append((f"{namespace}{pattern.name}", pattern.callback, kwargs))
+
+    walk(get_resolver().url_patterns, "", "", False)
+    return found
+
+
+class DashboardAccessTests(CastTestCase):
+    def url(self, name: str, kwargs: list[str], account, *, foreign_objects: bool = False) -> str:
+        source = "globex" if foreign_objects else "acme"
+        values = {
+            "account_id": account.public_id,
+            "list_id": getattr(self, f"{source}_list").public_id,
+            "campaign_id": getattr(self, f"{source}_campaign").public_id,
+        }
+        missing = set(kwargs) - set(values)
+        assert not missing, f"teach this test the URL argument(s) {missing} of {name}"
+        return reverse(name, kwargs={key: values[key] for key in kwargs})
+
+    def test_there_are_dashboard_routes_to_check(self):
+        names = {name for name, _, _ in dashboard_routes()}
+        assert {"dashboard", "campaigns:index", "campaigns:edit", "contacts:list_detail"} <= names
+
+    def test_every_dashboard_view_declares_the_role_it_needs(self):
+        undeclared = [name for name, view, _ in dashboard_routes() if not hasattr(view, "required_role")]
+        assert not undeclared
+
+    def test_a_member_can_open_every_page(self):
+        self.client.force_login(self.alice)
+        for name, _, kwargs in dashboard_routes():
+            response = self.client.get(self.url(name, kwargs, self.acme))
+            assert response.status_code == 200, name
+
+    def test_anonymous_visitors_are_sent_to_login(self):
+        for name, _, kwargs in dashboard_routes():
+            response = self.client.get(self.url(name, kwargs, self.acme))
+            assert response.status_code == 302, name
+            assert response["Location"].startswith(reverse("accounts:login")), name
+
+    def test_charlie_gets_404_for_every_acme_url_whatever_the_method(self):
+        self.client.force_login(self.charlie)
+        for name, _, kwargs in dashboard_routes():
+            url = self.url(name, kwargs, self.acme)
+            assert self.client.get(url).status_code == 404, name
+            assert self.client.post(url, {"name": "hijack"}).status_code == 404, name
+
+    def test_a_foreign_account_looks_exactly_like_a_missing_one(self):
+        self.client.force_login(self.charlie)
+        foreign = self.client.get(reverse("dashboard", kwargs={"account_id": self.acme.public_id}))
+        missing = self.client.get(reverse("dashboard", kwargs={"account_id": new_public_id("acc")}))
+        assert foreign.status_code == missing.status_code == 404
+        assert foreign.content == missing.content
+
+    def test_acme_objects_are_404_through_charlies_own_account(self):
+        self.client.force_login(self.charlie)
+        for name, _, kwargs in dashboard_routes():
+            if {"list_id", "campaign_id"} & set(kwargs):
+                url = self.url(name, kwargs, self.globex, foreign_objects=False)
+                assert self.client.get(url).status_code == 404, name
+
+    def test_staff_without_support_access_get_404(self):
+        self.client.force_login(self.sam)
+        for name, _, kwargs in dashboard_routes():
+            assert self.client.get(self.url(name, kwargs, self.acme)).status_code == 404, name
+
+    def test_a_viewer_reads_but_cannot_write(self):
+        self.client.force_login(self.vic)
+        for name, view, kwargs in dashboard_routes():
+            url = self.url(name, kwargs, self.acme)
+            if view.required_role == Role.VIEWER:
+                assert self.client.get(url).status_code == 200, name
+            else:
+                assert self.client.get(url).status_code == 403, name
+                assert self.client.post(url, {"name": "vandal"}).status_code == 403, name
+
+    def test_an_editor_creates_and_edits_campaigns(self):
+        self.client.force_login(self.bob)
+        create = reverse("campaigns:create", kwargs={"account_id": self.acme.public_id})
+        response = self.client.post(create, {"name": "Spring sale", "subject": "Hello"})
+        assert response.status_code == 302
+        edit = response["Location"] + "edit/"
+        assert self.client.post(edit, {"name": "Spring sale 2", "subject": "Hi"}).status_code == 302
+        detail = self.client.get(response["Location"])
+        assert b"Spring sale 2" in detail.content

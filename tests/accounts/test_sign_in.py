@@ -1,0 +1,107 @@
+import re
+
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.urls import reverse
+
+from tests.cast import PASSWORD, CastTestCase
+
+LOGIN = reverse("accounts:login")
+
+
+def strip_csrf(html: str) -> str:
+    return re.sub(r'value="[^"]{20,}"', 'value=""', re.sub(r'"X-CSRFToken": "[^"]+"', "", html))
+
+
+class LoginTests(CastTestCase):
+    def login(self, username: str, password: str, **extra):
+        return self.client.post(LOGIN, {"username": username, "password": password}, **extra)
+
+    def test_a_member_logs_in_and_lands_on_their_account(self):
+        response = self.login("alice@acme.test", PASSWORD)
+        assert response.status_code == 302
+        response = self.client.get(response["Location"])
+        assert response["Location"] == reverse("dashboard", kwargs={"account_id": self.acme.public_id})
+
+    def test_the_email_is_matched_whatever_its_case_or_spacing(self):
+        assert self.login("  ALICE@Acme.Test ", PASSWORD).status_code == 302
+
+    def test_the_session_key_changes_at_login(self):
+        session = self.client.session
+        session["probe"] = "before"
+        session.save()
+        before = session.session_key
+        self.login("alice@acme.test", PASSWORD)
+        assert self.client.session.session_key != before
+        assert self.client.session["_auth_user_id"] == str(self.alice.pk)
+
+    def test_passwords_are_stored_with_argon2id(self):
+        self.alice.refresh_from_db()
+        assert self.alice.password.startswith("argon2$argon2id$")
+
+    def test_unknown_email_and_wrong_password_get_the_same_answer(self):
+        unknown = self.login("nobody@acme.test", PASSWORD)
+        wrong = self.login("alice@acme.test", "not the password at all")
+        assert unknown.status_code == wrong.status_code == 200
+        assert strip_csrf(unknown.content.decode()) == strip_csrf(wrong.content.decode()).replace(
+            "alice@acme.test", "nobody@acme.test"
+        )
+
+    def test_an_inactive_user_gets_the_same_answer_as_a_wrong_password(self):
+        self.bob.is_active = False
+        self.bob.save(update_fields=["is_active"])
+        inactive = self.login("bob@acme.test", PASSWORD)
+        wrong = self.login("bob@acme.test", "not the password at all")
+        assert strip_csrf(inactive.content.decode()) == strip_csrf(wrong.content.decode())
+
+    def test_logout_needs_a_post(self):
+        self.client.force_login(self.alice)
+        assert self.client.get(reverse("accounts:logout")).status_code == 405
+        assert self.client.post(reverse("accounts:logout")).status_code == 302
+        assert "_auth_user_id" not in self.client.session
+
+    def test_an_open_redirect_after_login_is_refused(self):
+        response = self.client.post(
+            LOGIN + "?next=https://evil.example/", {"username": "alice@acme.test", "password": PASSWORD}
+        )
+        assert response.status_code == 302
+        assert "evil.example" not in response["Location"]
+
+
+class LockoutTests(CastTestCase):
+    def fail(self, username: str, ip: str = "203.0.113.7"):
+        return self.client.post(LOGIN, {"username": username, "password": "wrong wrong wrong"}, REMOTE_ADDR=ip)
+
+    def test_the_username_is_locked_after_repeated_failures_even_with_the_right_password(self):
+        for attempt in range(settings.AXES_FAILURE_LIMIT):
+            self.fail("alice@acme.test", ip=f"203.0.113.{attempt + 1}")
+        response = self.client.post(
+            LOGIN, {"username": "alice@acme.test", "password": PASSWORD}, REMOTE_ADDR="198.51.100.9"
+        )
+        assert response.status_code == 429
+        assert "_auth_user_id" not in self.client.session
+
+    def test_variants_of_one_email_share_one_counter(self):
+        variants = ["alice@acme.test", "ALICE@acme.test", " Alice@Acme.Test", "alice@ACME.TEST ", "aLiCe@acme.test"]
+        for attempt, variant in enumerate(variants[: settings.AXES_FAILURE_LIMIT]):
+            self.fail(variant, ip=f"203.0.113.{attempt + 1}")
+        response = self.client.post(
+            LOGIN, {"username": "alice@acme.test", "password": PASSWORD}, REMOTE_ADDR="198.51.100.9"
+        )
+        assert response.status_code == 429
+        assert set(AccessAttempt.objects.values_list("username", flat=True)) == {"alice@acme.test"}
+
+    def test_one_address_guessing_many_usernames_is_locked(self):
+        for attempt in range(settings.AXES_FAILURE_LIMIT):
+            self.fail(f"guess{attempt}@acme.test", ip="203.0.113.50")
+        response = self.client.post(
+            LOGIN, {"username": "bob@acme.test", "password": PASSWORD}, REMOTE_ADDR="203.0.113.50"
+        )
+        assert response.status_code == 429
+
+    def test_failures_below_the_limit_do_not_lock_and_success_resets_them(self):
+        for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+            self.fail("vic@acme.test")
+        ok = self.client.post(LOGIN, {"username": "vic@acme.test", "password": PASSWORD}, REMOTE_ADDR="203.0.113.7")
+        assert ok.status_code == 302
+        assert not AccessAttempt.objects.filter(username="vic@acme.test", failures_since_start__gt=0).exists()
