@@ -12,6 +12,8 @@ from rest_framework.request import Request
 from accounts.models import Account
 from accounts.tenancy import enter_account_scope, leave_account_scope
 
+BEARER_CHALLENGE = 'Bearer realm="api"'
+
 
 class TenantAPIView(GenericAPIView):
     """Resolves the account from the credentials and scopes the request to it.
@@ -37,15 +39,24 @@ class TenantAPIView(GenericAPIView):
 
     account: Account
 
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
+    def perform_authentication(self, request: Request) -> None:
+        # Checked before the permission classes: with no account the answer is 401,
+        # not the 403 that IsAuthenticated gives when no authenticator ran.
         account = getattr(request.auth, "account", None)
         if not isinstance(account, Account):
             raise NotAuthenticated()
         self.account = account
         # The access log reads the Django request, not DRF's wrapper.
         request._request.account = account
-        self._account_scope_token = enter_account_scope(account)
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # DRF turns a 401 into a 403 when no authentication class names a scheme;
+        # a tenant endpoint always asks for a bearer token.
+        return super().get_authenticate_header(request) or BEARER_CHALLENGE
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self._account_scope_token = enter_account_scope(self.account)
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         token = getattr(self, "_account_scope_token", None)

@@ -12,6 +12,11 @@ from audit.request_context import REQUEST_ID_HEADER, client_ip, request_id_for
 
 access_logger = logging.getLogger("bluespark.access")
 
+# URL arguments that are secrets (one-time activation and reset tokens): their
+# value is replaced in the logged path, which otherwise keeps the ids it names.
+SECRET_URL_KWARGS = frozenset({"token"})
+REDACTED = "[redacted]"
+
 
 class RequestContextMiddleware:
     """Assign a request id, echo it in a response header, and log the request as JSON.
@@ -37,6 +42,17 @@ class RequestContextMiddleware:
             access_logger.info("request", extra=access_fields(request, status, time.perf_counter() - started))
 
 
+def loggable_path(request: HttpRequest) -> str:
+    """The path without its query string and without the value of any secret URL argument."""
+    path = request.path
+    match = getattr(request, "resolver_match", None)
+    if match is not None:
+        for name, value in match.captured_kwargs.items():
+            if name in SECRET_URL_KWARGS and value:
+                path = path.replace(str(value), REDACTED)
+    return path
+
+
 def access_fields(request: HttpRequest, status: int, seconds: float) -> dict[str, object]:
     user = getattr(request, "user", None)
     account = getattr(request, "account", None)
@@ -44,7 +60,7 @@ def access_fields(request: HttpRequest, status: int, seconds: float) -> dict[str
     return {
         "request_id": request.request_id,
         "method": request.method,
-        "path": request.path,
+        "path": loggable_path(request),
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
         "ip": request.client_ip,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +29,20 @@ def _database() -> None:
 
 def _broker() -> None:
     with Connection(settings.CELERY_BROKER_URL, connect_timeout=2) as connection:
-        connection.ensure_connection(max_retries=1)
+        # One attempt: kombu sleeps two seconds before each retry, which would hold a
+        # refused connection past a probe's timeout; the orchestrator does the retrying.
+        connection.ensure_connection(max_retries=0)
 
 
 def _cache() -> None:
-    key = "healthcheck:probe"
-    token = str(time.monotonic_ns())
+    # A key of its own per probe: every web process shares the cache, and two
+    # probes writing one key would read each other's token and fail.
+    token = secrets.token_hex(8)
+    key = f"healthcheck:probe:{token}"
     cache.set(key, token, timeout=10)
-    if cache.get(key) != token:
+    answer = cache.get(key)
+    cache.delete(key)
+    if answer != token:
         raise RuntimeError("the cache returned another value than it was given")
 
 
