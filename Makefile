@@ -84,6 +84,7 @@ run: install
 	scripts/run
 
 test: install
+	$(VENV)/bin/ruff check --quiet .
 	scripts/test $(ARGS)
 
 lint: $(PY_STAMP)

@@ -11,11 +11,7 @@ def membership_for(user: User, account_public_id: str) -> Membership | None:
     """The user's membership of that account, or None (missing and foreign alike)."""
     if not user.is_authenticated or user.is_staff:
         return None
-    return (
-        Membership.objects.select_related("account")
-        .filter(user=user, account__public_id=account_public_id)
-        .first()
-    )
+    return Membership.objects.select_related("account").filter(user=user, account__public_id=account_public_id).first()
 
 
 def membership_list(user: User) -> QuerySet[Membership]:

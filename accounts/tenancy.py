@@ -82,7 +82,7 @@ class TenantModel(models.Model):
     )
 
     objects = TenantManager()
-    objects_unscoped_dangerous = models.Manager()
+    objects_unscoped_dangerous = models.Manager()  # noqa: DJ012 - both managers are the point of this class
 
     class Meta:
         abstract = True

@@ -54,9 +54,7 @@ if IS_PROD:
     if DEBUG:
         raise ImproperlyConfigured("DEBUG must be off when BLUESPARK_ENV=prod.")
     if len(SECRET_KEY) < MIN_SECRET_KEY_LENGTH or len(set(SECRET_KEY)) < 5:
-        raise ImproperlyConfigured(
-            f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} random characters in prod."
-        )
+        raise ImproperlyConfigured(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} random characters in prod.")
     if SECRET_KEY.lower().startswith(_WEAK_SECRET_PREFIXES):
         raise ImproperlyConfigured("SECRET_KEY looks like a default or example value; generate a new one.")
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")

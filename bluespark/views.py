@@ -43,7 +43,11 @@ def readyz(request: HttpRequest) -> HttpResponse:
     body = {
         "status": "ok" if ok else "unavailable",
         "checks": {
-            result.name: {"ok": result.ok, "ms": result.milliseconds, **({"error": result.error} if result.error else {})}
+            result.name: {
+                "ok": result.ok,
+                "ms": result.milliseconds,
+                **({"error": result.error} if result.error else {}),
+            }
             for result in results
         },
     }

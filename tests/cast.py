@@ -46,9 +46,7 @@ def build_cast(target: type) -> None:
     target.vic = make_user("vic@acme.test", full_name="Vic Viewer")
     target.charlie = make_user("charlie@globex.test", full_name="Charlie Owner")
     target.sam = make_user("sam@bluespark.test", full_name="Sam Support", is_staff=True)
-    target.acme = make_account(
-        "Acme", {target.alice: Role.OWNER, target.bob: Role.EDITOR, target.vic: Role.VIEWER}
-    )
+    target.acme = make_account("Acme", {target.alice: Role.OWNER, target.bob: Role.EDITOR, target.vic: Role.VIEWER})
     target.globex = make_account("Globex", {target.charlie: Role.OWNER})
     for account, prefix in ((target.acme, "acme"), (target.globex, "globex")):
         with account_scope(account):

@@ -3,7 +3,9 @@ import os
 import pytest
 
 if os.environ.get("BLUESPARK_ENV") != "test":
-    raise pytest.UsageError("Run the suite with `make test` (it sets BLUESPARK_ENV=test and finds PostgreSQL and Redis).")
+    raise pytest.UsageError(
+        "Run the suite with `make test` (it sets BLUESPARK_ENV=test and finds PostgreSQL and Redis)."
+    )
 
 # Playwright's sync API runs an event loop in the test thread; the tests that
 # use it touch the database only outside its calls.

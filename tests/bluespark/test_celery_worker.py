@@ -54,9 +54,23 @@ def worker(transactional_db):
     env = {**os.environ, "DATABASE_URL": _database_url_of_the_test_database(), "BLUESPARK_ENV": "test"}
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "bluespark", "worker",
-            "--pool", "solo", "--queues", "default,bulk", "--include", "tests.support.probe_tasks",
-            "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bluespark",
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            "default,bulk",
+            "--include",
+            "tests.support.probe_tasks",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
         ],
         cwd=ROOT,
         env=env,
@@ -88,7 +102,7 @@ def test_a_real_worker_runs_tenant_tasks_from_both_queues(worker):
     try:
         from_default = default_result.get(timeout=90)
         from_bulk = bulk_result.get(timeout=90)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever failed, show the worker output
         worker.terminate()
         output = worker.communicate(timeout=30)[0]
         pytest.fail(f"the worker did not answer; its output:\n{output}")

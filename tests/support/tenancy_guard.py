@@ -35,9 +35,7 @@ def find_unscoped_queries(source: str, tenant_models: set[str], path: str = "<so
             if node.attr in ALWAYS_FORBIDDEN_ATTRIBUTES:
                 violations.append(Violation(path, node.lineno, f"`.{node.attr}` bypasses the tenant scope"))
             elif (
-                node.attr in MANAGER_ATTRIBUTES
-                and isinstance(node.value, ast.Name)
-                and node.value.id in tenant_models
+                node.attr in MANAGER_ATTRIBUTES and isinstance(node.value, ast.Name) and node.value.id in tenant_models
             ):
                 violations.append(
                     Violation(path, node.lineno, f"`{node.value.id}.{node.attr}`: go through an access_* selector")
@@ -61,5 +59,7 @@ def guarded_files(root: Path, apps: list[str]) -> list[Path]:
 def scan_project(root: Path, apps: list[str], tenant_models: set[str]) -> list[Violation]:
     violations = []
     for path in guarded_files(root, apps):
-        violations += find_unscoped_queries(path.read_text(encoding="utf-8"), tenant_models, str(path.relative_to(root)))
+        violations += find_unscoped_queries(
+            path.read_text(encoding="utf-8"), tenant_models, str(path.relative_to(root))
+        )
     return violations
