@@ -34,11 +34,13 @@ COPY --from=assets /build/node_modules/htmx.org node_modules/htmx.org
 COPY . .
 
 # collectstatic imports the production settings, which refuse to load without
-# a strong secret, hosts and a database URL. These build-time values exist only
+# a strong secret, hosts, database URLs and a keyring. These build-time values exist only
 # in this RUN; none of them reaches the image or a running container.
 RUN SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(64))')" \
     ALLOWED_HOSTS=build.invalid \
     DATABASE_URL=postgres://build@build.invalid/build \
+    KEYSTORE_DATABASE_URL=postgres://build@build.invalid/keystore \
+    BLUESPARK_KEYRING="$(python -c 'import json; from security.keyring import generate_keyring_document as g; print(json.dumps(g("prod")))')" \
     REDIS_URL=redis://build.invalid:6379/0 \
     EMAIL_HOST=build.invalid \
     python manage.py collectstatic --noinput --verbosity 0 \

@@ -123,10 +123,13 @@ secrets:
 	[ -s secret_key ] || { token 64 > secret_key; created secret_key; }; \
 	[ -s postgres_password ] || { token 32 > postgres_password; created postgres_password; }; \
 	[ -s database_url ] || { echo "postgres://bluespark:$$(cat postgres_password)@postgres:5432/bluespark" > database_url; created database_url; }; \
+	[ -s keystore_password ] || { token 32 > keystore_password; created keystore_password; }; \
+	[ -s keystore_database_url ] || { echo "postgres://keystore:$$(cat keystore_password)@keystore:5432/keystore" > keystore_database_url; created keystore_database_url; }; \
+	[ -s keyring ] || { (cd ../.. && $(PYTHON) -c "import json; from security.keyring import generate_keyring_document as g; print(json.dumps(g('prod'), indent=2))") > keyring; created "keyring (the master keys: back it up apart from the databases)"; }; \
 	[ -s redis_password ] || { token 32 > redis_password; created redis_password; }; \
 	[ -s redis_url ] || { echo "redis://:$$(cat redis_password)@redis:6379/0" > redis_url; created redis_url; }; \
 	[ -e email_host_password ] || { : > email_host_password; created "email_host_password (empty: write your SMTP relay's password into it)"; }; \
-	chmod 644 secret_key postgres_password database_url redis_password redis_url email_host_password
+	chmod 644 secret_key postgres_password database_url keystore_password keystore_database_url keyring redis_password redis_url email_host_password
 
 clean:
 	rm -rf .tmp staticfiles

@@ -8,7 +8,9 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
 
+from security.fields import BlindIndexField, EncryptedTextField, SealedQuerySet, blind_index_for
 from security.identifiers import PublicIdField, canonical_email
+from security.keys import PLATFORM_SCOPE
 
 
 class Account(models.Model):
@@ -25,11 +27,19 @@ class Account(models.Model):
         return self.name
 
 
-class UserManager(BaseUserManager["User"]):
+def user_email_index(email: str) -> bytes:
+    """The blind index that finds a user by email (one index key for all users)."""
+    return blind_index_for(PLATFORM_SCOPE, "email", email)
+
+
+class UserManager(BaseUserManager.from_queryset(SealedQuerySet)):  # type: ignore[misc]
     use_in_migrations = True
 
     def get_by_natural_key(self, username: str | None) -> User:
-        return self.get(email=canonical_email(username or ""))
+        return self.get(email_index=user_email_index(username or ""))
+
+    def with_email(self, email: str) -> models.QuerySet[User]:
+        return self.filter(email_index=user_email_index(email))
 
     def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
         user = self.model(email=canonical_email(email), **fields)
@@ -41,28 +51,37 @@ class UserManager(BaseUserManager["User"]):
 class User(AbstractBaseUser):
     """A person who signs in with an email address.
 
-    Staff (``is_staff``) are Bluespark's support people: they hold no
-    membership and reach an account only through a support session.
+    The address is stored encrypted under the platform's key and found
+    through its blind index. Staff (``is_staff``) are Bluespark's support
+    people: they hold no membership and reach an account only through a
+    support session.
     """
 
     public_id = PublicIdField(prefix="usr", unique=True)
-    email = models.EmailField(max_length=254, unique=True)
-    full_name = models.CharField(max_length=200, blank=True)
+    # Longer than Django's 128: the peppered hash also names its pepper.
+    password = models.CharField(max_length=255)
+    email = EncryptedTextField()
+    email_index = BlindIndexField(source="email", purpose="email", unique=True)
+    full_name = EncryptedTextField(default="", blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = UserManager()
 
-    USERNAME_FIELD = "email"
+    # Django finds users by USERNAME_FIELD; ours is the index, and
+    # get_by_natural_key turns an email into it.
+    USERNAME_FIELD = "email_index"
     EMAIL_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
 
     def __str__(self) -> str:
-        return self.full_name or self.public_id
+        return self.public_id
+
+    def encryption_scope(self) -> str:
+        return PLATFORM_SCOPE
 
     def clean(self) -> None:
-        super().clean()
         self.email = canonical_email(self.email)
 
 

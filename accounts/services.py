@@ -15,6 +15,7 @@ from django.urls import reverse
 from accounts.models import Account, Membership, Role, User
 from accounts.tokens import activation_tokens
 from security.identifiers import canonical_email
+from security.keys import destroy_scope_keys
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,18 @@ def create_account(*, name: str, owner: User) -> Account:
     return account
 
 
+def delete_account(account: Account) -> None:
+    """Delete an account and crypto-shred it.
+
+    Its keys go first: from then on its ciphertext, in this database and in
+    every backup of it, can no longer be read, even if deleting the rows
+    fails halfway.
+    """
+    destroy_scope_keys(account.public_id)
+    with transaction.atomic():
+        account.delete()
+
+
 def sign_up(*, email: str, password: str, account_name: str, full_name: str = "") -> None:
     """Start a sign-up; the caller learns nothing about whether the email is known.
 
@@ -45,7 +58,7 @@ def sign_up(*, email: str, password: str, account_name: str, full_name: str = ""
     password, so they take the same time.
     """
     address = canonical_email(email)
-    existing = User.objects.filter(email=address).first()
+    existing = User.objects.with_email(address).first()
     if existing is not None:
         make_password(password)
         _send_email(

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from celery import shared_task
 from django.db import models
 
+from security.fields import SealedQuerySet
+
 if TYPE_CHECKING:
     from accounts.models import Account
 
@@ -56,7 +58,7 @@ def account_scope(account: Account) -> Iterator[Account]:
         leave_account_scope(token)
 
 
-class TenantManager(models.Manager):
+class TenantManager(models.Manager.from_queryset(SealedQuerySet)):  # type: ignore[misc]
     """Filters by the active account and refuses to run without one."""
 
     def get_queryset(self) -> models.QuerySet:
@@ -95,6 +97,13 @@ class TenantModel(models.Model):
                 f"Refusing to save a {type(self).__name__} of another account inside this account's scope."
             )
         super().save(*args, **kwargs)
+
+    def encryption_scope(self) -> str:
+        """Encrypted fields of a tenant row are sealed with its account's keys."""
+        active = get_active_account()
+        if active is not None and active.pk == self.account_id:
+            return active.public_id
+        return self.account.public_id
 
 
 def public_id_constraints(model_label: str) -> list[models.UniqueConstraint]:

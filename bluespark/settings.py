@@ -7,6 +7,7 @@ start on an unsafe value instead of warning about it.
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -156,7 +157,44 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 if IS_PROD and DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     raise ImproperlyConfigured("Production runs on PostgreSQL: set DATABASE_URL to a postgres:// URL.")
 
+# The key store holds every account's wrapped keys, in its own database so
+# that backups of the application's data never carry them (DESIGN.md §5).
+_DEFAULT_KEYSTORE_URLS = {
+    "dev": f"sqlite:///{VAR_DIR / 'keystore.sqlite3'}",
+    "test": "postgres://postgres@127.0.0.1:5432/bluespark_keystore",
+}
+DATABASES["keystore"] = dj_database_url.parse(
+    env_str("KEYSTORE_DATABASE_URL", _DEFAULT_KEYSTORE_URLS.get(ENVIRONMENT)),
+    conn_max_age=DATABASES["default"]["CONN_MAX_AGE"],
+    conn_health_checks=True,
+)
+if DATABASES["keystore"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["keystore"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+if IS_PROD:
+    _app_db, _key_db = DATABASES["default"], DATABASES["keystore"]
+    if (_app_db["HOST"], _app_db["PORT"], _app_db["NAME"]) == (_key_db["HOST"], _key_db["PORT"], _key_db["NAME"]):
+        raise ImproperlyConfigured("KEYSTORE_DATABASE_URL must name another database than DATABASE_URL.")
+DATABASE_ROUTERS = ["security.routers.KeyStoreRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- keyring -------------------------------------------------------------------
+# Master keys and password peppers, never in a database (security/keyring.py):
+# a file named by BLUESPARK_KEYRING_FILE, or the document itself in
+# BLUESPARK_KEYRING (read by the keyring module, not kept in settings). Dev
+# and test create their own file on first start; prod must be given one.
+KEYRING_IN_ENVIRONMENT = bool(os.environ.get("BLUESPARK_KEYRING"))
+KEYRING_AUTOCREATE = not IS_PROD
+KEYRING_FILE = os.environ.get("BLUESPARK_KEYRING_FILE") or (
+    "" if IS_PROD else str(VAR_DIR / f"keyring-{ENVIRONMENT}.json")
+)
+if IS_PROD and not KEYRING_IN_ENVIRONMENT:
+    if not KEYRING_FILE:
+        raise ImproperlyConfigured("Prod needs a keyring: set BLUESPARK_KEYRING_FILE (or BLUESPARK_KEYRING).")
+    if not Path(KEYRING_FILE).is_file():
+        raise ImproperlyConfigured(f"BLUESPARK_KEYRING_FILE={KEYRING_FILE!r} is not a readable file.")
+
+# --- Redis (broker, cache, rate limits) ------------------------------------------
 
 _DEFAULT_REDIS_URLS = {
     "dev": f"redis://127.0.0.1:{env_int('BLUESPARK_EMBEDDED_REDIS_PORT', 6391, minimum=1)}/0",
@@ -203,9 +241,19 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Argon2id over a keyring pepper; plain Argon2 hashes still verify and are
+# upgraded at the next login.
 PASSWORD_HASHERS = [
+    "security.hashers.PepperedArgon2PasswordHasher",
     "django.contrib.auth.hashers.Argon2PasswordHasher",
 ]
+# Django's defaults (about 240 ms per hash here). The suite uses cheaper
+# parameters of the same algorithm so that building the cast stays fast.
+ARGON2_PARAMETERS = (
+    {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+    if IS_TEST
+    else {"time_cost": 2, "memory_cost": 102400, "parallelism": 8}
+)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},

@@ -19,3 +19,24 @@ def _clear_cache_and_axes():
 
     cache.clear()
     yield
+
+
+def pytest_collection_modifyitems(items):
+    """Every database test may touch encrypted data, whose keys live in the key store database."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is not None and "databases" not in marker.kwargs:
+            item.add_marker(pytest.mark.django_db(*marker.args, **marker.kwargs, databases="__all__"), append=False)
+        cls = getattr(item, "cls", None)
+        if cls is not None and getattr(cls, "databases", None) == {"default"}:
+            cls.databases = "__all__"
+
+
+@pytest.fixture(autouse=True)
+def _forget_unwrapped_keys():
+    """Keys created inside a rolled-back test transaction must not outlive it in the cache."""
+    from security.keys import clear_key_cache
+
+    clear_key_cache()
+    yield
+    clear_key_cache()

@@ -35,9 +35,9 @@ class LoginTests(CastTestCase):
         assert self.client.session.session_key != before
         assert self.client.session["_auth_user_id"] == str(self.alice.pk)
 
-    def test_passwords_are_stored_with_argon2id(self):
+    def test_passwords_are_stored_with_argon2id_over_the_keyring_pepper(self):
         self.alice.refresh_from_db()
-        assert self.alice.password.startswith("argon2$argon2id$")
+        assert re.match(r"pargon2\$pep_\w+\$argon2id\$v=19\$", self.alice.password)
 
     def test_unknown_email_and_wrong_password_get_the_same_answer(self):
         unknown = self.login("nobody@acme.test", PASSWORD)

@@ -30,7 +30,7 @@ class SignUpTests(CastTestCase):
     def test_sign_up_creates_an_inactive_owner_and_mails_an_activation_link(self):
         response = self.sign_up("dora@shop.test")
         assert response["Location"] == reverse("accounts:sign_up_sent")
-        dora = User.objects.get(email="dora@shop.test")
+        dora = User.objects.with_email("dora@shop.test").get()
         assert not dora.is_active
         membership = Membership.objects.get(user=dora)
         assert (membership.account.name, membership.role) == ("Dora's shop", Role.OWNER)
@@ -40,10 +40,10 @@ class SignUpTests(CastTestCase):
         self.sign_up("dora@shop.test")
         path = activation_path(mail.outbox[0])
         assert self.client.get(path).status_code == 200
-        assert not User.objects.get(email="dora@shop.test").is_active
+        assert not User.objects.with_email("dora@shop.test").get().is_active
         response = self.client.post(path)
         assert response.status_code == 302
-        assert User.objects.get(email="dora@shop.test").is_active
+        assert User.objects.with_email("dora@shop.test").get().is_active
         assert self.client.session["_auth_user_id"]
         self.client.logout()
         assert self.client.post(path).status_code == 400
@@ -52,7 +52,7 @@ class SignUpTests(CastTestCase):
         self.sign_up("dora@shop.test")
         path = activation_path(mail.outbox[0])
         assert self.client.post(path[:-3] + "zz/").status_code == 400
-        assert not User.objects.get(email="dora@shop.test").is_active
+        assert not User.objects.with_email("dora@shop.test").get().is_active
 
     def test_a_registered_email_gets_the_same_response_and_a_notice_instead(self):
         known = self.sign_up("ALICE@acme.test")
@@ -76,7 +76,7 @@ class SignUpTests(CastTestCase):
         )
         assert response.status_code == 200
         assert response.context["form"].errors["password"]
-        assert not User.objects.filter(email="dora@shop.test").exists()
+        assert not User.objects.with_email("dora@shop.test").exists()
 
     def test_a_signed_in_user_is_sent_home(self):
         self.client.force_login(self.alice)

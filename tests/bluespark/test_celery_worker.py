@@ -50,7 +50,7 @@ def _database_url_of_the_test_database() -> str:
 
 
 @pytest.fixture
-def worker(transactional_db):
+def worker():
     env = {**os.environ, "DATABASE_URL": _database_url_of_the_test_database(), "BLUESPARK_ENV": "test"}
     process = subprocess.Popen(
         [
@@ -89,6 +89,7 @@ def worker(transactional_db):
 
 @pytest.mark.worker
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_a_real_worker_runs_tenant_tasks_from_both_queues(worker):
     acme = Account.objects.create(name="Acme")
     globex = Account.objects.create(name="Globex")

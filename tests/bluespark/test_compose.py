@@ -25,7 +25,7 @@ from django.conf import settings
 from gunicorn.config import Config
 
 ROOT = Path(settings.BASE_DIR)
-SERVICES = {"postgres", "redis", "web", "worker", "beat", "proxy"}
+SERVICES = {"postgres", "keystore", "redis", "web", "worker", "beat", "proxy"}
 APP_SERVICES = ("web", "worker", "beat")
 ENVIRONMENT = {"BLUESPARK_HOST": "mail.example.test", "EMAIL_HOST": "smtp.example.test"}
 
@@ -45,7 +45,16 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "deploy" / "secrets").mkdir(parents=True)
     (tmp_path / "deploy" / "certs").mkdir()
     shutil.copy(ROOT / "deploy" / "nginx.conf", tmp_path / "deploy" / "nginx.conf")
-    for name in ("secret_key", "postgres_password", "database_url", "redis_password", "redis_url"):
+    for name in (
+        "secret_key",
+        "postgres_password",
+        "database_url",
+        "keystore_password",
+        "keystore_database_url",
+        "keyring",
+        "redis_password",
+        "redis_url",
+    ):
         (tmp_path / "deploy" / "secrets" / name).write_text(f"test-{name}\n")
     (tmp_path / "deploy" / "secrets" / "email_host_password").write_text("")
     return tmp_path
@@ -115,7 +124,7 @@ def test_only_the_proxy_publishes_ports(config):
 
 def test_the_databases_sit_on_an_internal_network_only(config):
     assert config["networks"]["data"]["internal"] is True
-    for name in ("postgres", "redis"):
+    for name in ("postgres", "keystore", "redis"):
         assert set(config["services"][name]["networks"]) == {"data"}, name
 
 
@@ -128,6 +137,7 @@ def test_the_web_service_migrates_then_runs_gunicorn_behind_healthy_databases(co
     assert "--access-logfile" not in command
     assert {name: dependency["condition"] for name, dependency in web["depends_on"].items()} == {
         "postgres": "service_healthy",
+        "keystore": "service_healthy",
         "redis": "service_healthy",
     }
     assert "/healthz" in " ".join(web["healthcheck"]["test"])
@@ -153,7 +163,7 @@ def test_the_app_runs_in_prod_with_its_secrets_as_files_only(config):
         assert environment["BLUESPARK_ENV"] == "prod", name
         assert environment["ALLOWED_HOSTS"] == "mail.example.test", name
         assert environment["BLUESPARK_BASE_URL"] == "https://mail.example.test", name
-        for secret in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "EMAIL_HOST_PASSWORD"):
+        for secret in ("SECRET_KEY", "DATABASE_URL", "KEYSTORE_DATABASE_URL", "REDIS_URL", "EMAIL_HOST_PASSWORD"):
             assert secret not in environment, (name, secret)
             assert environment[f"{secret}_FILE"].startswith("/run/secrets/"), (name, secret)
     assert config["secrets"], "the compose file declares no secrets"
@@ -215,3 +225,13 @@ def test_gunicorn_leaves_the_access_log_to_the_application(monkeypatch):
             config.set(name, value)
     assert config.accesslog is None
     assert config.forwarded_allow_ips == ["172.31.250.10"]
+
+
+def test_the_key_store_is_its_own_database_server_and_the_keyring_a_file(config):
+    services = config["services"]
+    assert services["keystore"]["volumes"][0]["source"] != services["postgres"]["volumes"][0]["source"]
+    for name in ("web", "worker", "beat"):
+        environment = services[name]["environment"]
+        assert environment["BLUESPARK_KEYRING_FILE"] == "/run/secrets/keyring", name
+        assert "BLUESPARK_KEYRING" not in environment, name
+    assert "migrate --database keystore" in " ".join(services["web"]["command"])

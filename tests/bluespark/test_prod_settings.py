@@ -11,13 +11,18 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
+
+from security.keyring import generate_keyring_document
 
 ROOT = Path(settings.BASE_DIR)
 
 
+def _url(db: dict) -> str:
+    return f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 def prod_env(**overrides: str | None) -> dict[str, str]:
-    db = connection.settings_dict
     env = {
         key: value
         for key, value in os.environ.items()
@@ -29,7 +34,9 @@ def prod_env(**overrides: str | None) -> dict[str, str]:
             "SECRET_KEY": secrets.token_urlsafe(64),
             "ALLOWED_HOSTS": "bluespark.example",
             "BLUESPARK_BASE_URL": "https://bluespark.example",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}",
+            "DATABASE_URL": _url(connection.settings_dict),
+            "KEYSTORE_DATABASE_URL": _url(connections["keystore"].settings_dict),
+            "BLUESPARK_KEYRING": json.dumps(generate_keyring_document("prod")),
             "REDIS_URL": settings.REDIS_URL,
             "EMAIL_HOST": "smtp.bluespark.example",
         }
@@ -64,6 +71,11 @@ def test_check_deploy_with_prod_settings_is_clean():
         ({"DEBUG": "perhaps"}, "is not a boolean"),
         ({"DATABASE_URL": "sqlite:///prod.sqlite3"}, "PostgreSQL"),
         ({"BLUESPARK_BASE_URL": "http://bluespark.example"}, "https://"),
+        ({"BLUESPARK_KEYRING": None}, "Prod needs a keyring"),
+        ({"BLUESPARK_KEYRING": None, "BLUESPARK_KEYRING_FILE": "/nonexistent/keyring.json"}, "not a readable file"),
+        ({"BLUESPARK_KEYRING": json.dumps(generate_keyring_document("dev"))}, "belongs to the 'dev' environment"),
+        ({"BLUESPARK_KEYRING": '{"format": 1, "environment": "prod"}'}, "no keks"),
+        ({"KEYSTORE_DATABASE_URL": None}, "KEYSTORE_DATABASE_URL is required"),
     ],
 )
 def test_prod_refuses_to_start_on_an_unsafe_setting(overrides, message):
@@ -91,9 +103,12 @@ from django.test.utils import override_settings
 # Static files are collected at image build time; this probe has no manifest.
 override_settings(STORAGES={**settings.STORAGES, "staticfiles": {
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}).enable()
+from accounts.models import User
+# Made by this prod process: only its own keyring opens what it encrypts.
+User.objects.create_user("cookie@bluespark.example", PASSWORD)
 client = Client(HTTP_HOST="bluespark.example")
 page = client.get("/accounts/login/", secure=True)
-client.post("/accounts/login/", {"username": "cookie@bluespark.example", "password": PASSWORD,
+login = client.post("/accounts/login/", {"username": "cookie@bluespark.example", "password": PASSWORD,
             "csrfmiddlewaretoken": re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"',
                                              page.content.decode()).group(1)}, secure=True)
 cookies = {}
@@ -101,23 +116,22 @@ for name, morsel in client.cookies.items():
     cookies[name] = {"secure": bool(morsel["secure"]), "httponly": bool(morsel["httponly"]),
                      "samesite": morsel["samesite"], "path": morsel["path"], "domain": morsel["domain"]}
 insecure = Client(HTTP_HOST="bluespark.example").get("/accounts/login/")
-print(json.dumps({"cookies": cookies, "plain_http": [insecure.status_code, insecure.get("Location")],
+print(json.dumps({"cookies": cookies, "login_status": login.status_code,
+                  "plain_http": [insecure.status_code, insecure.get("Location")],
                   "hsts": page.get("Strict-Transport-Security")}))
 """
 
 
 @pytest.mark.django_db(transaction=True)
 def test_prod_cookies_are_host_bound_secure_and_httponly():
-    from accounts.models import User
-
     password = secrets.token_urlsafe(24)
-    User.objects.create_user("cookie@bluespark.example", password)
     result = run(
         [sys.executable, "-c", f"PASSWORD = {password!r}\n" + COOKIE_PROBE],
         prod_env(DJANGO_SETTINGS_MODULE="bluespark.settings"),
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["login_status"] == 302, report
     session, csrf = report["cookies"]["__Host-sessionid"], report["cookies"]["__Host-csrftoken"]
     for cookie in (session, csrf):
         assert cookie["secure"] and cookie["samesite"] == "Lax"
@@ -125,3 +139,11 @@ def test_prod_cookies_are_host_bound_secure_and_httponly():
     assert session["httponly"]
     assert report["plain_http"] == [301, "https://bluespark.example/accounts/login/"]
     assert report["hsts"] == "max-age=31536000; includeSubDomains; preload"
+
+
+def test_prod_refuses_a_key_store_in_the_application_database():
+    env = prod_env()
+    env["KEYSTORE_DATABASE_URL"] = env["DATABASE_URL"]
+    result = run([sys.executable, "manage.py", "check"], env)
+    assert result.returncode != 0
+    assert "must name another database" in result.stderr

@@ -31,7 +31,7 @@ def seed() -> dict[str, str]:
 def test_it_creates_the_demo_user_account_list_and_campaign(var_dir, settings):
     login = seed()
 
-    user = User.objects.get(email=settings.DEMO_USER_EMAIL)
+    user = User.objects.with_email(settings.DEMO_USER_EMAIL).get()
     assert login["email"] == settings.DEMO_USER_EMAIL
     assert user.is_active
     account = Account.objects.get(name="Demo Company")
@@ -45,7 +45,7 @@ def test_it_creates_the_demo_user_account_list_and_campaign(var_dir, settings):
 def test_the_printed_password_is_the_users_and_is_kept_private(var_dir, settings):
     login = seed()
 
-    user = User.objects.get(email=settings.DEMO_USER_EMAIL)
+    user = User.objects.with_email(settings.DEMO_USER_EMAIL).get()
     assert user.check_password(login["password"])
     password_file = var_dir / "demo_password"
     assert password_file.read_text().strip() == login["password"]
@@ -60,7 +60,7 @@ def test_running_it_twice_changes_nothing(var_dir, settings):
 
     assert second == first
     assert Account.objects.filter(name="Demo Company").count() == 1
-    assert User.objects.filter(email=settings.DEMO_USER_EMAIL).count() == 1
+    assert User.objects.with_email(settings.DEMO_USER_EMAIL).count() == 1
     account = Account.objects.get(name="Demo Company")
     with account_scope(account):
         assert mailing_list_list(account).count() == 1
@@ -70,7 +70,7 @@ def test_running_it_twice_changes_nothing(var_dir, settings):
 @pytest.mark.django_db
 def test_it_restores_the_stored_password_and_reactivates_the_user(var_dir, settings):
     login = seed()
-    user = User.objects.get(email=settings.DEMO_USER_EMAIL)
+    user = User.objects.with_email(settings.DEMO_USER_EMAIL).get()
     user.set_password("someone changed it 1234")
     user.is_active = False
     user.save(update_fields=["password", "is_active"])
@@ -90,7 +90,7 @@ def test_a_new_var_dir_gets_a_new_password_that_works(var_dir, settings, tmp_pat
     second = seed()
 
     assert second["password"] != first["password"]
-    assert User.objects.get(email=settings.DEMO_USER_EMAIL).check_password(second["password"])
+    assert User.objects.with_email(settings.DEMO_USER_EMAIL).get().check_password(second["password"])
     assert Account.objects.filter(name="Demo Company").count() == 1
 
 
@@ -101,5 +101,5 @@ def test_it_refuses_to_run_in_production(var_dir, settings):
     with pytest.raises(CommandError, match="never runs in production"):
         call_command("seed_demo", stdout=io.StringIO())
 
-    assert not User.objects.filter(email=settings.DEMO_USER_EMAIL).exists()
+    assert not User.objects.with_email(settings.DEMO_USER_EMAIL).exists()
     assert not (var_dir / "demo_password").exists()

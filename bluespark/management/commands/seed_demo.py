@@ -29,7 +29,6 @@ from campaigns.selectors import campaign_list
 from campaigns.services import create_campaign
 from contacts.selectors import mailing_list_list
 from contacts.services import create_mailing_list
-from security.identifiers import canonical_email
 
 DEMO_ACCOUNT_NAME = "Demo Company"
 LOGIN_FILE_NAME = "demo_password"
@@ -72,7 +71,7 @@ def demo_password(path: Path) -> str:
 
 def ensure_demo_user(email: str, password: str) -> User:
     """The active demo user, whose password is ``password`` (re-applied when it was changed)."""
-    user = User.objects.filter(email=canonical_email(email)).first()
+    user = User.objects.with_email(email).first()
     if user is None:
         return User.objects.create_user(email, password, full_name="Demo User")
     changed = []
