@@ -8,6 +8,7 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
 
+from accounts.tenancy import TenantModel, public_id_constraints
 from security.fields import BlindIndexField, EncryptedTextField, SealedQuerySet, blind_index_for
 from security.identifiers import PublicIdField, canonical_email
 from security.keys import PLATFORM_SCOPE
@@ -122,3 +123,45 @@ class Membership(models.Model):
 
     def has_role(self, minimum: Role | str) -> bool:
         return Role(self.role).includes(Role(minimum))
+
+
+class DataKeyRotation(TenantModel):
+    """Moving an account's encrypted values onto its newest data key, in the background.
+
+    Passes over every encrypted row until one pass finds nothing left on an
+    older key and began after every process had learned of the new key
+    (``settings.DATA_KEY_CACHE_SECONDS``); then the old keys are
+    destroyed.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    public_id = PublicIdField(prefix="rot")
+    target_version = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    rows_total = models.PositiveBigIntegerField(default=0)
+    rows_done = models.PositiveBigIntegerField(default=0)
+    passes = models.PositiveIntegerField(default=1)
+    # None between passes: set when the next pass reads its first batch.
+    pass_started_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    resealed_this_pass = models.PositiveBigIntegerField(default=0)
+    cursor_model = models.CharField(max_length=100, blank=True)
+    cursor_pk = models.BigIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantModel.Meta):
+        constraints = public_id_constraints("accounts_datakeyrotation")
+
+    def __str__(self) -> str:
+        return f"rotation to data key v{self.target_version}"
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(99, self.rows_done * 100 // self.rows_total)

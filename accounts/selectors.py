@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from accounts.models import Membership, User
+from accounts.models import Account, DataKeyRotation, Membership, User
 
 
 def membership_for(user: User, account_public_id: str) -> Membership | None:
@@ -17,3 +17,12 @@ def membership_for(user: User, account_public_id: str) -> Membership | None:
 def membership_list(user: User) -> QuerySet[Membership]:
     """The accounts a user belongs to, for the account switcher."""
     return Membership.objects.select_related("account").filter(user=user).order_by("account__name", "account_id")
+
+
+def access_data_key_rotation(account: Account, public_id: str) -> DataKeyRotation | None:
+    """The account's rotation with that id, or None (a task's rotation may be gone with its account)."""
+    return DataKeyRotation.objects.filter(account=account, public_id=public_id).first()
+
+
+def data_key_rotation_list(account: Account) -> QuerySet[DataKeyRotation]:
+    return DataKeyRotation.objects.filter(account=account).order_by("-started_at", "-id")

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
-from accounts.models import Account, Membership, Role, User
+from accounts.models import Account, DataKeyRotation, Membership, Role, User
+from accounts.tenancy import TenantModel
 from accounts.tokens import activation_tokens
 from security.identifiers import canonical_email
-from security.keys import destroy_scope_keys
+from security.keys import add_data_key_version, destroy_scope_keys, retire_data_keys
+from security.rotation import models_with_encrypted_fields, reseal_batch
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +104,103 @@ def activate_user(*, user_id: str, token: str) -> User:
 
 def _send_email(address: str, subject: str, template: str, context: dict) -> None:
     send_mail(subject, render_to_string(template, context), None, [address])
+
+
+ROTATION_BATCH_SIZE = 500
+
+
+def encrypted_tenant_models() -> list[type[TenantModel]]:
+    """Every tenant model holding encrypted values, in a stable order."""
+    return models_with_encrypted_fields([m for m in apps.get_models() if issubclass(m, TenantModel)])
+
+
+def start_data_key_rotation(account: Account) -> DataKeyRotation:
+    """Give the account a new data key and re-seal its values with it in the background.
+
+    Reads keep working throughout: old values open with the old key until the
+    rotation has moved them and destroys it. Raises AccountsError when a
+    rotation is already running.
+    """
+    from accounts.tasks import reseal_account_data
+
+    if DataKeyRotation.objects.filter(account=account, status=DataKeyRotation.Status.RUNNING).exists():
+        raise AccountsError("A key rotation is already running for this account.")
+    version = add_data_key_version(account.public_id)
+    total = sum(model.objects.filter(account=account).count() for model in encrypted_tenant_models())
+    rotation = DataKeyRotation(account=account, target_version=version, rows_total=total)
+    rotation.save()
+    transaction.on_commit(lambda: reseal_account_data.delay(account.public_id, rotation.public_id))
+    return rotation
+
+
+def advance_data_key_rotation(
+    account: Account, rotation: DataKeyRotation, *, time_budget: float, batch_size: int = ROTATION_BATCH_SIZE
+) -> float | None:
+    """Re-seal batches for about ``time_budget`` seconds.
+
+    Returns how many seconds to wait before calling again, or None once the
+    rotation is done and the old keys are destroyed. A Redis lock keeps a
+    redelivered task from working on the same rotation at the same time.
+    """
+    lock = f"bluespark:rotation:{rotation.public_id}"
+    if not cache.add(lock, "1", timeout=int(time_budget) + 60):
+        return time_budget
+    try:
+        return _advance_rotation(account, rotation, time_budget=time_budget, batch_size=batch_size)
+    finally:
+        cache.delete(lock)
+
+
+def _advance_rotation(
+    account: Account, rotation: DataKeyRotation, *, time_budget: float, batch_size: int
+) -> float | None:
+    models = encrypted_tenant_models()
+    labels = [model._meta.label for model in models]
+    deadline = time.monotonic() + time_budget
+    if rotation.pass_started_at is None:
+        rotation.pass_started_at = timezone.now()
+    position = labels.index(rotation.cursor_model) if rotation.cursor_model in labels else 0
+    while position < len(models):
+        result = reseal_batch(
+            models[position].objects.filter(account=account), after_pk=rotation.cursor_pk, batch_size=batch_size
+        )
+        if result.examined:
+            rotation.cursor_model, rotation.cursor_pk = labels[position], result.last_pk
+            rotation.resealed_this_pass += result.resealed
+            if rotation.passes == 1:
+                rotation.rows_done += result.examined
+        else:
+            position += 1
+            rotation.cursor_model, rotation.cursor_pk = (labels[position] if position < len(labels) else ""), None
+        _save_rotation(rotation)
+        if position < len(models) and time.monotonic() > deadline:
+            return 0
+    settled_at = rotation.started_at + timedelta(seconds=settings.DATA_KEY_CACHE_SECONDS)
+    if rotation.resealed_this_pass == 0 and rotation.pass_started_at >= settled_at:
+        retire_data_keys(account.public_id, older_than=rotation.target_version)
+        rotation.status = DataKeyRotation.Status.DONE
+        rotation.finished_at = timezone.now()
+        rotation.rows_done = max(rotation.rows_done, rotation.rows_total)
+        _save_rotation(rotation)
+        return None
+    rotation.passes += 1
+    rotation.pass_started_at = None
+    rotation.resealed_this_pass = 0
+    rotation.cursor_model, rotation.cursor_pk = "", None
+    _save_rotation(rotation)
+    return max(0.0, (settled_at - timezone.now()).total_seconds())
+
+
+def _save_rotation(rotation: DataKeyRotation) -> None:
+    rotation.save(
+        update_fields=[
+            "status",
+            "rows_done",
+            "passes",
+            "pass_started_at",
+            "resealed_this_pass",
+            "cursor_model",
+            "cursor_pk",
+            "finished_at",
+        ]
+    )

@@ -194,6 +194,11 @@ if IS_PROD and not KEYRING_IN_ENVIRONMENT:
     if not Path(KEYRING_FILE).is_file():
         raise ImproperlyConfigured(f"BLUESPARK_KEYRING_FILE={KEYRING_FILE!r} is not a readable file.")
 
+# How long a process trusts its idea of an account's newest data key. A key
+# rotation waits this long before its last pass, so that no process still
+# seals values with the old key when that key is destroyed.
+DATA_KEY_CACHE_SECONDS = env_int("BLUESPARK_DATA_KEY_CACHE_SECONDS", 30, minimum=0)
+
 # --- Redis (broker, cache, rate limits) ------------------------------------------
 
 _DEFAULT_REDIS_URLS = {
@@ -227,6 +232,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Long, heavy work goes to the bulk queue so it never delays interactive tasks.
+CELERY_TASK_ROUTES = {
+    "accounts.tasks.reseal_account_data": {"queue": "bulk"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"

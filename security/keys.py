@@ -25,10 +25,6 @@ from security.models import WrappedKey
 from security.routers import KEYSTORE_ALIAS
 
 PLATFORM_SCOPE = "platform"
-# How long a process trusts its idea of a scope's newest data key. Rotation
-# re-seals in passes until one finds no row on an older key, and waits at
-# least this long before its last pass.
-PRIMARY_VERSION_TTL_SECONDS = 30
 
 
 class KeyNotFound(DecryptionError):
@@ -109,7 +105,7 @@ def data_key(scope: str, version: int) -> DataKey:
 def primary_data_key(scope: str) -> DataKey:
     """The newest live data key of the scope, created on first use."""
     cached = _primary_versions.get(scope)
-    if cached is not None and time.monotonic() - cached[1] < PRIMARY_VERSION_TTL_SECONDS:
+    if cached is not None and time.monotonic() - cached[1] < settings.DATA_KEY_CACHE_SECONDS:
         return data_key(scope, cached[0])
     row = _keys().filter(scope=scope, purpose=WrappedKey.Purpose.DATA).order_by("-version").first()
     if row is None:

@@ -111,3 +111,10 @@ def test_a_real_worker_runs_tenant_tasks_from_both_queues(worker):
     expected = {"account": acme.public_id, "active_account": acme.public_id, "campaigns": [campaign.public_id]}
     assert from_default == {"label": "default", **expected}
     assert from_bulk == {"label": "bulk", **expected}
+
+
+def test_heavy_tasks_are_routed_to_the_bulk_queue():
+    from accounts.tasks import reseal_account_data
+
+    assert app.amqp.router.route({}, reseal_account_data.name)["queue"].name == "bulk"
+    assert app.amqp.router.route({}, probe_tasks.describe_scope.name)["queue"].name == "default"

@@ -1,0 +1,23 @@
+"""Background work on accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accounts import services
+from accounts.models import Account
+from accounts.selectors import access_data_key_rotation
+from accounts.tenancy import tenant_task
+
+ROTATION_TASK_SECONDS = 20.0
+
+
+@tenant_task(bind=True)
+def reseal_account_data(self: Any, account: Account, rotation_id: str) -> None:
+    """Advance a data-key rotation for a while, then queue the rest (no long-running task)."""
+    rotation = access_data_key_rotation(account, rotation_id)
+    if rotation is None or rotation.status != rotation.Status.RUNNING:
+        return
+    wait = services.advance_data_key_rotation(account, rotation, time_budget=ROTATION_TASK_SECONDS)
+    if wait is not None:
+        self.apply_async(args=[account.public_id, rotation_id], countdown=wait)
