@@ -18,6 +18,8 @@ UV_VERSION := 0.13.9
 ARGS ?=
 # Extra arguments for uv pip compile: make lock UV_ARGS=--upgrade
 UV_ARGS ?=
+# Extra arguments for one benchmark: make bench-encryption BENCH_ARGS="--rows 5000 --strict"
+BENCH_ARGS ?=
 
 # The stamps are named after the hash of what they install from, so an install
 # re-runs exactly when that content changes; a checkout or `make lock` that only
@@ -40,7 +42,7 @@ if ! command -v $(1) >/dev/null 2>&1; then \
 fi
 endef
 
-.PHONY: help install .venv run test lock lint bench secrets clean clean-dev-data
+.PHONY: help install .venv run test lock lint bench bench-encryption secrets clean clean-dev-data
 
 help:
 	@echo "make run             install, then start Bluespark on http://127.0.0.1:8000 (scripts/run)"
@@ -49,6 +51,7 @@ help:
 	@echo "make lint            ruff check"
 	@echo "make lock            recompile requirements/*.lock from requirements/*.in (UV_ARGS=--upgrade)"
 	@echo "make bench           run the benchmarks in bench/"
+	@echo "make bench-encryption  encryption at rest per contact row against bare AES-GCM (BENCH_ARGS=\"--rows N\")"
 	@echo "make secrets         create missing docker-compose secret files under deploy/secrets/"
 	@echo "make clean           remove .tmp/ and staticfiles/"
 	@echo "make clean-dev-data  remove var/ (the embedded run's database, Redis data, keys, demo password)"
@@ -110,6 +113,10 @@ bench: install
 		echo "== $$bench"; \
 		$(VENV)/bin/python "$$bench"; \
 	done
+
+# One benchmark alone (bench/README.md): our field encryption against bare AES-GCM + HMAC.
+bench-encryption: install
+	$(VENV)/bin/python bench/bench_encryption.py $(BENCH_ARGS)
 
 # docker-compose's secrets (README.md, "Production"). Never overwrites: a secret
 # that exists stays as it is. The folder is private (0700); the files are

@@ -17,9 +17,10 @@ random, so such queries would silently return nonsense.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +31,7 @@ from django.db.models.query_utils import DeferredAttribute
 from django.dispatch import Signal
 
 from security import keys
-from security.envelope import DecryptionError, blind_index, seal, sealed_version, unseal
+from security.envelope import DecryptionError, blind_index, seal, seal_many, sealed_version, unseal
 from security.identifiers import canonical_email
 
 security_logger = logging.getLogger("bluespark.security")
@@ -58,11 +59,23 @@ def _row_id(instance: models.Model) -> str:
 
 
 def _scope(instance: models.Model) -> str:
-    return instance.encryption_scope()  # type: ignore[attr-defined]
+    # A row never changes scope; resolving it once per instance saves a call per value.
+    scope = instance.__dict__.get("_encryption_scope")
+    if scope is None:
+        scope = instance.__dict__["_encryption_scope"] = instance.encryption_scope()  # type: ignore[attr-defined]
+    return scope
+
+
+@functools.lru_cache(maxsize=4096)
+def _associated_data_prefix(scope: str, label: str, field_name: str) -> bytes:
+    # The environment is read here, on a cache miss, not per value: settings
+    # lookups cost more than the AES-GCM call they would feed.
+    return f"{settings.ENVIRONMENT}|{scope}|{label}|{field_name}|".encode()
 
 
 def associated_data(scope: str, instance: models.Model, field_name: str) -> bytes:
-    return f"{settings.ENVIRONMENT}|{scope}|{instance._meta.label_lower}|{field_name}|{_row_id(instance)}".encode()
+    """What a value is bound to: environment, scope, model, field and row."""
+    return _associated_data_prefix(scope, instance._meta.label_lower, field_name) + _row_id(instance).encode()
 
 
 def blind_index_for(scope: str, purpose: str, value: str) -> bytes:
@@ -116,22 +129,29 @@ class EncryptedTextField(models.BinaryField):
             plaintext = unseal(key.aead, blob, associated_data(scope, instance, self.name)).decode("utf-8")
             self._check_blind_index(instance, scope, plaintext)
         except (DecryptionError, UnicodeDecodeError) as error:
-            report_decryption_failure(instance, self.name, scope, error)
+            report_decryption_failure(type(instance), self.name, getattr(instance, "public_id", None), scope, error)
             raise DecryptionError(
                 f"{instance._meta.label}.{self.name} of {_row_id(instance)} cannot be decrypted."
             ) from error
         instance.__dict__[self.attname] = plaintext
-        _sealed_cache(instance)[self.attname] = (plaintext, bytes(blob))
+        _sealed_cache(instance)[self.attname] = (plaintext, blob)
         return plaintext
 
+    @functools.cached_property
+    def _blind_indexes(self) -> list[tuple[str, str]]:
+        """(attname, purpose) of the blind indexes computed from this field."""
+        return [
+            (field.attname, field.purpose)
+            for field in self.model._meta.concrete_fields
+            if isinstance(field, BlindIndexField) and field.source == self.name
+        ]
+
     def _check_blind_index(self, instance: models.Model, scope: str, plaintext: str) -> None:
-        for field in instance._meta.concrete_fields:
-            if isinstance(field, BlindIndexField) and field.source == self.name:
-                stored = getattr(instance, field.attname)
-                if stored is None or not hmac.compare_digest(
-                    bytes(stored), blind_index_for(scope, field.purpose, plaintext)
-                ):
-                    raise DecryptionError(f"The value does not match its blind index {field.name}.")
+        for attname, purpose in self._blind_indexes:
+            # A deferred index (``.only("email")``) is loaded, not taken as missing.
+            stored = instance.__dict__[attname] if attname in instance.__dict__ else getattr(instance, attname)
+            if stored is None or not hmac.compare_digest(bytes(stored), blind_index_for(scope, purpose, plaintext)):
+                raise DecryptionError(f"The value does not match its blind index {attname}.")
 
     # --- writing -------------------------------------------------------------
 
@@ -216,7 +236,7 @@ class BlindIndexField(models.BinaryField):
         return name, path, args, kwargs
 
     def pre_save(self, model_instance: models.Model, add: bool) -> bytes | None:
-        raw = model_instance.__dict__.get(model_instance._meta.get_field(self.source).attname)
+        raw = model_instance.__dict__.get(self._source_attname)
         if isinstance(raw, Sealed):
             return getattr(model_instance, self.attname)
         if raw is None:
@@ -225,6 +245,10 @@ class BlindIndexField(models.BinaryField):
             value = blind_index_for(_scope(model_instance), self.purpose, raw)
         setattr(model_instance, self.attname, value)
         return value
+
+    @functools.cached_property
+    def _source_attname(self) -> str:
+        return self.model._meta.get_field(self.source).attname
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name not in ("exact", "in", "isnull"):
@@ -258,16 +282,14 @@ def _sealed_cache(instance: models.Model) -> dict[str, tuple[str, bytes]]:
     return instance.__dict__.setdefault("_sealed_values", {})
 
 
-def report_decryption_failure(instance: models.Model, field_name: str, scope: str, error: Exception) -> None:
-    details = {
-        "model": instance._meta.label,
-        "field": field_name,
-        "row": getattr(instance, "public_id", None),
-        "scope": scope,
-        "reason": type(error).__name__,
-    }
+def report_decryption_failure(
+    model: type[models.Model], field_name: str, row_id: str | None, scope: str, error: Exception
+) -> None:
+    """Record a value that failed to open as a security event (never the value itself)."""
+    details = {"model": model._meta.label, "field": field_name, "row": row_id, "scope": scope}
+    details["reason"] = type(error).__name__
     security_logger.error("decryption_failed", extra=details)
-    decryption_failed.send(sender=type(instance), **details)
+    decryption_failed.send(sender=model, **details)
 
 
 def reseal(instance: models.Model, field: EncryptedTextField) -> bool:
@@ -283,3 +305,63 @@ def reseal(instance: models.Model, field: EncryptedTextField) -> bool:
     plaintext = getattr(instance, field.attname)
     instance.__dict__[field.attname] = Sealed(field.seal(instance, plaintext))
     return True
+
+
+# --- the bulk path -------------------------------------------------------------------
+# Imports, exports and list endpoints handle thousands of rows of one scope:
+# these functions resolve the key, the associated-data prefix and the index
+# key once per call instead of once per value. The format is the one the
+# fields read and write, so values move freely between the two paths.
+
+
+def seal_column(model: type[models.Model], field_name: str, scope: str, rows: Sequence[tuple[str, str]]) -> list[bytes]:
+    """Seal one encrypted field for many rows of one scope: (row public id, plaintext) -> stored value."""
+    key = keys.primary_data_key(scope)
+    prefix = _associated_data_prefix(scope, model._meta.label_lower, field_name)
+    return seal_many(key.aead, key.version, [(text.encode(), prefix + row_id.encode()) for row_id, text in rows])
+
+
+def blind_index_column(scope: str, purpose: str, values: Sequence[str]) -> list[bytes]:
+    """Blind indexes of many values of one scope (as BlindIndexField computes them)."""
+    key, canonical = keys.index_key(scope, purpose), CANONICAL_FORMS[purpose]
+    return [blind_index(key, canonical(value)) for value in values]
+
+
+def open_column(
+    model: type[models.Model],
+    field_name: str,
+    scope: str,
+    rows: Sequence[tuple[str, bytes]],
+    *,
+    blind_indexes: Sequence[bytes] | None = None,
+) -> list[str]:
+    """Open one encrypted field for many rows of one scope: (row public id, stored value) -> plaintext.
+
+    With ``blind_indexes`` (the rows' stored index of this field), each value
+    is checked against its index as a single read is. A failure is reported
+    and raised like a failed read, naming the row.
+    """
+    label = model._meta.label_lower
+    prefix = _associated_data_prefix(scope, label, field_name)
+    index_purpose = None
+    if blind_indexes is not None:
+        index_purpose = next(
+            f.purpose for f in model._meta.concrete_fields if isinstance(f, BlindIndexField) and f.source == field_name
+        )
+        index_key, canonical = keys.index_key(scope, index_purpose), CANONICAL_FORMS[index_purpose]
+    opened = []
+    append = opened.append
+    for position, (row_id, blob) in enumerate(rows):
+        blob = bytes(blob)
+        try:
+            key = keys.data_key(scope, sealed_version(blob))
+            text = unseal(key.aead, blob, prefix + row_id.encode()).decode("utf-8")
+            if index_purpose is not None and not hmac.compare_digest(
+                bytes(blind_indexes[position]), blind_index(index_key, canonical(text))
+            ):
+                raise DecryptionError(f"The value does not match its blind index of {field_name}.")
+        except (DecryptionError, UnicodeDecodeError) as error:
+            report_decryption_failure(model, field_name, row_id, scope, error)
+            raise DecryptionError(f"{model._meta.label}.{field_name} of {row_id} cannot be decrypted.") from error
+        append(text)
+    return opened

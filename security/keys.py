@@ -42,6 +42,7 @@ _lock = threading.Lock()
 _data_keys: dict[tuple[str, int], DataKey] = {}
 _index_secrets: dict[str, bytes] = {}
 _index_keys: dict[tuple[str, str], bytes] = {}
+# scope -> (newest version, monotonic time until which this process trusts it)
 _primary_versions: dict[str, tuple[int, float]] = {}
 
 
@@ -105,8 +106,10 @@ def data_key(scope: str, version: int) -> DataKey:
 def primary_data_key(scope: str) -> DataKey:
     """The newest live data key of the scope, created on first use."""
     cached = _primary_versions.get(scope)
-    if cached is not None and time.monotonic() - cached[1] < settings.DATA_KEY_CACHE_SECONDS:
-        return data_key(scope, cached[0])
+    if cached is not None and time.monotonic() < cached[1]:
+        key = _data_keys.get((scope, cached[0]))
+        if key is not None:
+            return key
     row = _keys().filter(scope=scope, purpose=WrappedKey.Purpose.DATA).order_by("-version").first()
     if row is None:
         raw = _create_key(scope, WrappedKey.Purpose.DATA, 1)
@@ -115,9 +118,13 @@ def primary_data_key(scope: str) -> DataKey:
         key = _remember_data_key(scope, 1, raw)
     else:
         key = data_key(scope, row.version)
-    with _lock:
-        _primary_versions[scope] = (key.version, time.monotonic())
+    _trust_primary(scope, key.version)
     return key
+
+
+def _trust_primary(scope: str, version: int) -> None:
+    with _lock:
+        _primary_versions[scope] = (version, time.monotonic() + settings.DATA_KEY_CACHE_SECONDS)
 
 
 def index_key(scope: str, purpose: str) -> bytes:
@@ -153,8 +160,7 @@ def add_data_key_version(scope: str) -> int:
         raw = _create_key(scope, WrappedKey.Purpose.DATA, latest + 1)
         if raw is not None:
             _remember_data_key(scope, latest + 1, raw)
-            with _lock:
-                _primary_versions[scope] = (latest + 1, time.monotonic())
+            _trust_primary(scope, latest + 1)
             return latest + 1
 
 
