@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -165,3 +166,54 @@ class DataKeyRotation(TenantModel):
         if not self.rows_total:
             return 0
         return min(99, self.rows_done * 100 // self.rows_total)
+
+
+class ApiScope(models.TextChoices):
+    """What an API key may do. Read scopes never write; write scopes include their read."""
+
+    CONTACTS_READ = "contacts:read", "Read contacts, lists and segments"
+    CONTACTS_WRITE = "contacts:write", "Create, change and delete contacts and lists"
+    CAMPAIGNS_READ = "campaigns:read", "Read campaigns and their reports"
+    CAMPAIGNS_WRITE = "campaigns:write", "Create, change and send campaigns"
+    AUDIT_READ = "audit:read", "Read the audit trail"
+
+
+class ApiKey(TenantModel):
+    """An integrator's credential for one account.
+
+    The token (``bsk_<prefix>_<secret>``) is shown once; only its SHA-256 is
+    kept. The prefix is not secret: it finds the row, and the hash is then
+    compared in constant time. The prefix is unique across accounts because a
+    request names no account: the key does.
+    """
+
+    public_id = PublicIdField(prefix="key")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.BinaryField(max_length=32)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantModel.Meta):
+        constraints = public_id_constraints("accounts_apikey")
+        indexes = [models.Index(fields=["account", "-created_at"], name="accounts_apikey_recent")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_usable_at(self, moment: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > moment)
+
+    def has_scope(self, scope: str) -> bool:
+        if scope in self.scopes:
+            return True
+        resource, _, action = scope.partition(":")
+        return action == "read" and f"{resource}:write" in self.scopes

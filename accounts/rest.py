@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.db.models import Model, QuerySet
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAuthenticated, Throttled
 from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from accounts.models import Account
 from accounts.tenancy import enter_account_scope, leave_account_scope
+from security.ratelimit import Decision, RateLimit, hit
 
 BEARER_CHALLENGE = 'Bearer realm="api"'
+
+
+def api_key_policy() -> RateLimit:
+    return RateLimit("api-key", settings.API_REQUESTS_PER_MINUTE, 60)
+
+
+class HasApiScope(BasePermission):
+    """The request's API key holds the scope the view asks for this method (403 otherwise)."""
+
+    message = "This API key does not have the scope this request needs."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        key = getattr(request.auth, "key", None)
+        return key is not None and key.has_scope(view.required_scope(request))
 
 
 class TenantAPIView(GenericAPIView):
@@ -25,6 +44,9 @@ class TenantAPIView(GenericAPIView):
     """
 
     model: ClassVar[type[Model]]
+    #: The resource of the scopes this view needs: "<resource>:read" to read, "<resource>:write" to change.
+    scope_resource: ClassVar[str]
+    permission_classes = [HasApiScope]
     lookup_field = "public_id"
     lookup_url_kwarg = "public_id"
 
@@ -36,8 +58,22 @@ class TenantAPIView(GenericAPIView):
             )
         if "queryset" in cls.__dict__:
             raise TypeError(f"{cls.__name__} sets queryset; tenant API views set model instead.")
+        if "model" in cls.__dict__ and not getattr(cls, "scope_resource", None):
+            raise TypeError(f"{cls.__name__} names no scope_resource, so no API key scope would guard it.")
 
     account: Account
+
+    def required_scope(self, request: Request) -> str:
+        return f"{self.scope_resource}:{'read' if request.method in SAFE_METHODS else 'write'}"
+
+    def check_throttles(self, request: Request) -> None:
+        """Per-key limits shared by every process (Redis); the headers go out on every answer."""
+        key = getattr(request.auth, "key", None)
+        if key is None:
+            return
+        self._rate_limit = hit(api_key_policy(), key.public_id, now=time.time())
+        if not self._rate_limit.allowed:
+            raise Throttled(wait=self._rate_limit.retry_after)
 
     def perform_authentication(self, request: Request) -> None:
         # Checked before the permission classes: with no account the answer is 401,
@@ -59,6 +95,12 @@ class TenantAPIView(GenericAPIView):
         self._account_scope_token = enter_account_scope(self.account)
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        decision: Decision | None = getattr(self, "_rate_limit", None)
+        if decision is not None:
+            response["RateLimit-Limit"] = str(decision.limit)
+            response["RateLimit-Remaining"] = str(decision.remaining)
+            response["RateLimit-Reset"] = str(decision.reset_seconds)
+            response["RateLimit-Policy"] = f"{decision.limit};w=60"
         token = getattr(self, "_account_scope_token", None)
         if token is not None:
             # The response is already rendered data; nothing after this reads tenant rows.

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.apps import apps
 from django.conf import settings
@@ -17,7 +21,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Account, DataKeyRotation, Membership, Role, User
+from accounts.models import Account, ApiKey, ApiScope, DataKeyRotation, Membership, Role, User
 from accounts.tenancy import TenantModel
 from accounts.tokens import activation_tokens
 from security.identifiers import canonical_email
@@ -204,3 +208,83 @@ def _save_rotation(rotation: DataKeyRotation) -> None:
             "finished_at",
         ]
     )
+
+
+# --- API keys -------------------------------------------------------------------------
+
+API_KEY_TAG = "bsk"
+API_KEY_PREFIX_BYTES = 6
+API_KEY_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    key: ApiKey
+    token: str  # shown once, never stored
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def create_api_key(
+    account: Account, *, name: str, scopes: list[str], created_by: User, expires_at: datetime | None = None
+) -> IssuedApiKey:
+    """Issue a key; the token is in the result and nowhere else. Raises AccountsError on bad input."""
+    unknown = set(scopes) - set(ApiScope.values)
+    if unknown or not scopes:
+        raise AccountsError("Choose at least one known scope.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise AccountsError("The expiry must be in the future.")
+    prefix = base64.b32encode(secrets.token_bytes(API_KEY_PREFIX_BYTES)).decode("ascii").rstrip("=").lower()
+    token = f"{API_KEY_TAG}_{prefix}_{secrets.token_urlsafe(API_KEY_SECRET_BYTES)}"
+    key = ApiKey(
+        account=account,
+        name=name.strip(),
+        prefix=prefix,
+        secret_hash=_token_hash(token),
+        scopes=sorted(set(scopes)),
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    key.save()
+    return IssuedApiKey(key, token)
+
+
+def revoke_api_key(account: Account, key: ApiKey) -> ApiKey:
+    """Revoke a key at once; revoking twice keeps the first time."""
+    if key.account_id != account.pk:
+        raise AccountsError("This key belongs to another account.")
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key
+
+
+def verify_api_key(token: str) -> ApiKey | None:
+    """The live key a token names, or None: unknown prefix, wrong secret, revoked or expired look alike.
+
+    Looked up by its non-secret prefix (across accounts: the request names no
+    account), then the token's SHA-256 is compared in constant time.
+    """
+    tag, _, rest = token.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if tag != API_KEY_TAG or not prefix or not secret or len(token) > 200:
+        return None
+    key = ApiKey.objects_unscoped_dangerous.select_related("account").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(bytes(key.secret_hash), _token_hash(token)):
+        return None
+    if not key.is_usable_at(timezone.now()):
+        return None
+    return key
+
+
+API_KEY_LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+def note_api_key_use(key: ApiKey) -> None:
+    """Record when a key was last used, at most once a minute (not one write per request)."""
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at >= API_KEY_LAST_USED_PRECISION:
+        ApiKey.objects_unscoped_dangerous.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now

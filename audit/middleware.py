@@ -56,7 +56,7 @@ def loggable_path(request: HttpRequest) -> str:
 def access_fields(request: HttpRequest, status: int, seconds: float) -> dict[str, object]:
     user = getattr(request, "user", None)
     account = getattr(request, "account", None)
-    auth = getattr(request, "auth", None)
+    api_key = getattr(request, "api_key", None)
     return {
         "request_id": request.request_id,
         "method": request.method,
@@ -66,5 +66,5 @@ def access_fields(request: HttpRequest, status: int, seconds: float) -> dict[str
         "ip": request.client_ip,
         "user": getattr(user, "public_id", None) if user is not None and user.is_authenticated else None,
         "account": getattr(account, "public_id", None),
-        "api_key": getattr(auth, "public_id", None),
+        "api_key": getattr(api_key, "public_id", None),
     }

@@ -375,9 +375,7 @@ else:
 # --- API -------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
-    # API-key authentication arrives with the identity work; until then every
-    # tenant endpoint answers 401.
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -387,6 +385,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+# Per API key, shared by every process (security/ratelimit.py).
+API_REQUESTS_PER_MINUTE = env_int("BLUESPARK_API_REQUESTS_PER_MINUTE", 600, minimum=1)
+# Failed keys per client address before it is refused for a while.
+API_KEY_FAILURES_PER_HOUR = env_int("BLUESPARK_API_KEY_FAILURES_PER_HOUR", 30, minimum=1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Bluespark API",
     "DESCRIPTION": "The Bluespark REST API. Every request is authenticated and scoped to one account.",

@@ -22,6 +22,7 @@ class CampaignListAPI(TenantAPIView, ListAPIView):
     """The account's campaigns, newest first."""
 
     model = Campaign
+    scope_resource = "campaigns"
     serializer_class = CampaignSerializer
 
 
@@ -29,4 +30,5 @@ class CampaignDetailAPI(TenantAPIView, RetrieveAPIView):
     """One campaign of the account."""
 
     model = Campaign
+    scope_resource = "campaigns"
     serializer_class = CampaignSerializer

@@ -303,6 +303,13 @@ class TenantAPIViewContractTests(CastTestCase):
     def test_it_accepts_a_subclass_that_narrows_in_filter_queryset(self) -> None:
         class OrderedAPI(TenantAPIView):
             model = Campaign
+            scope_resource = "campaigns"
             filter_backends = [filters.OrderingFilter]
 
         self.assertEqual(OrderedAPI.model, Campaign)
+
+    def test_it_refuses_a_subclass_that_names_no_scope(self) -> None:
+        with self.assertRaisesMessage(TypeError, "names no scope_resource"):
+
+            class UnguardedAPI(TenantAPIView):
+                model = Campaign
