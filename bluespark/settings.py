@@ -269,6 +269,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sensitive actions need a password check at most this old (accounts/reauth.py).
+REAUTHENTICATION_SECONDS = env_int("BLUESPARK_REAUTHENTICATION_SECONDS", 300, minimum=30)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -434,6 +436,9 @@ LOGGING = {
         # Django's own per-request lines would duplicate the access log.
         "django.server": {"handlers": [], "level": "ERROR", "propagate": False},
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # Axes logs each attempt at INFO with its URL path, which can hold a
+        # one-time token; our own access log and security events cover it.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

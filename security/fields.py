@@ -267,6 +267,17 @@ class SealedQuerySet(models.QuerySet):
         self._refuse_encrypted(field_names, "distinct on")
         return super().distinct(*field_names)
 
+    def update(self, **changes: Any) -> int:
+        # Refused here, before Django opens its transaction: failing inside it
+        # would doom the caller's enclosing atomic block.
+        encrypted = {field.name for field in encrypted_fields(self.model)} | {
+            field.attname for field in encrypted_fields(self.model)
+        }
+        written = sorted(encrypted & set(changes))
+        if written:
+            raise FieldError(f"{', '.join(written)} is encrypted: it is written by save(), never by update().")
+        return super().update(**changes)
+
     def _refuse_encrypted(self, names: tuple[Any, ...], verb: str) -> None:
         encrypted = {field.name for field in encrypted_fields(self.model)}
         for name in names:
