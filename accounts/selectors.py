@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 
-from accounts.models import Account, DataKeyRotation, Membership, User
+from accounts.models import Account, ApiKey, DataKeyRotation, Membership, User
 
 
 def membership_for(user: User, account_public_id: str) -> Membership | None:
@@ -26,3 +27,12 @@ def access_data_key_rotation(account: Account, public_id: str) -> DataKeyRotatio
 
 def data_key_rotation_list(account: Account) -> QuerySet[DataKeyRotation]:
     return DataKeyRotation.objects.filter(account=account).order_by("-started_at", "-id")
+
+
+def access_api_key(account: Account, public_id: str) -> ApiKey:
+    """The account's key with that id; Http404 when missing or another account's."""
+    return get_object_or_404(ApiKey.objects.filter(account=account), public_id=public_id)
+
+
+def api_key_list(account: Account) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(account=account).select_related("created_by").order_by("-created_at", "-id")

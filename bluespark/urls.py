@@ -2,6 +2,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from accounts import reauth
 from bluespark import views
 from campaigns import api as campaigns_api
 
@@ -9,6 +10,7 @@ dashboard_patterns = [
     path("", views.dashboard, name="dashboard"),
     path("lists/", include("contacts.urls")),
     path("campaigns/", include("campaigns.urls")),
+    path("settings/", include("accounts.account_urls")),
 ]
 
 api_v1_patterns = [
@@ -21,6 +23,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="accounts:home", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("accounts/verify/", reauth.reauthenticate, name="reauthenticate"),
     path("accounts/", include("accounts.urls")),
     # The middleware resolves <account_id> after a membership check and scopes the request.
     path("a/<str:account_id>/", include(dashboard_patterns)),
