@@ -20,6 +20,8 @@ class Account(models.Model):
 
     public_id = PublicIdField(prefix="acc", unique=True)
     name = models.CharField(max_length=200)
+    # Set by an owner: every member must use two-factor authentication here.
+    require_two_factor = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -217,3 +219,86 @@ class ApiKey(TenantModel):
             return True
         resource, _, action = scope.partition(":")
         return action == "read" and f"{resource}:write" in self.scopes
+
+
+class TOTPDevice(models.Model):
+    """A user's authenticator app (RFC 6238 TOTP). The secret is encrypted under the platform key."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="totp_device")
+    public_id = PublicIdField(prefix="otp", unique=True)
+    secret = EncryptedTextField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    # The last accepted time step: a code is never accepted twice (replay).
+    last_used_step = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    def encryption_scope(self) -> str:
+        return PLATFORM_SCOPE
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+
+class RecoveryCode(models.Model):
+    """A single-use code for when the authenticator is lost; only its SHA-256 is kept."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.BinaryField(max_length=32)
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"recovery code of {self.user}"
+
+
+class UserSession(models.Model):
+    """A signed-in browser, listed on the user's security page and revocable there.
+
+    Names the Django session by a SHA-256 of its key (the key itself is a
+    bearer credential); the address is personal data and is encrypted.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="browser_sessions")
+    public_id = PublicIdField(prefix="ses", unique=True)
+    session_key_hash = models.BinaryField(max_length=32, unique=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    ip_address = EncryptedTextField(default="", blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-last_seen_at"], name="accounts_session_user_seen")]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    def encryption_scope(self) -> str:
+        return PLATFORM_SCOPE
+
+
+class Invitation(TenantModel):
+    """An invitation to join an account with a role; the link's token is kept as a SHA-256."""
+
+    public_id = PublicIdField(prefix="inv")
+    email = EncryptedTextField()
+    email_index = BlindIndexField(source="email", purpose="email")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    token_hash = models.BinaryField(max_length=32, unique=True)
+    invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantModel.Meta):
+        constraints = public_id_constraints("accounts_invitation")
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    def is_open_at(self, moment: datetime) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > moment

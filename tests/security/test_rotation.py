@@ -81,7 +81,10 @@ class DataKeyRotationTests(CastTestCase):
     def test_reads_and_writes_keep_working_halfway_through(self):
         with account_scope(self.acme):
             rotation = services.start_data_key_rotation(self.acme)
-            services.advance_data_key_rotation(self.acme, rotation, time_budget=0, batch_size=2)
+            for _ in range(10):  # through models with nothing to re-seal, to the first contacts batch
+                services.advance_data_key_rotation(self.acme, rotation, time_budget=0, batch_size=2)
+                if self.acme_versions() != {1}:
+                    break
             assert self.acme_versions() == {1, 2}
             clear_key_cache()
             names = sorted(contact.first_name for contact in Contact.objects.filter(account=self.acme))
