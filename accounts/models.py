@@ -258,13 +258,13 @@ class RecoveryCode(models.Model):
 class UserSession(models.Model):
     """A signed-in browser, listed on the user's security page and revocable there.
 
-    Names the Django session by a SHA-256 of its key (the key itself is a
-    bearer credential); the address is personal data and is encrypted.
+    The Django session carries this row's public id, which survives the
+    session key's rotations; deleting the row ends the session at its next
+    request. The address is personal data and is encrypted.
     """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="browser_sessions")
     public_id = PublicIdField(prefix="ses", unique=True)
-    session_key_hash = models.BinaryField(max_length=32, unique=True)
     user_agent = models.CharField(max_length=300, blank=True)
     ip_address = EncryptedTextField(default="", blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -74,7 +74,6 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('public_id', security.identifiers.PublicIdField(prefix='ses', unique=True)),
-                ('session_key_hash', models.BinaryField(max_length=32, unique=True)),
                 ('user_agent', models.CharField(blank=True, max_length=300)),
                 ('ip_address', security.fields.EncryptedTextField(blank=True, default='')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),

@@ -1,0 +1,100 @@
+"""Signed-in sessions: listed, revocable, and ended when idle or too old.
+
+Each login creates a ``UserSession`` whose public id the Django session
+carries. On every request the middleware finds that row (one indexed
+query), ends the session when the row is gone (revoked), idle longer than
+``SESSION_IDLE_SECONDS`` or older than ``SESSION_ABSOLUTE_SECONDS``, and
+notes the time seen at most once a minute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils import timezone
+
+from accounts.models import User, UserSession
+
+SESSION_ID_KEY = "bluespark_session"
+LAST_SEEN_PRECISION = timedelta(minutes=1)
+
+
+def start_session(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -> None:
+    """``user_logged_in`` receiver: record the new browser session."""
+    if request is None or not hasattr(request, "session"):
+        return
+    tracked = UserSession(
+        user=user,
+        user_agent=request.headers.get("User-Agent", "")[:300],
+        ip_address=getattr(request, "client_ip", None) or "",
+    )
+    tracked.save()
+    request.session[SESSION_ID_KEY] = tracked.public_id
+
+
+def end_session(sender: Any, request: HttpRequest, user: User | None, **kwargs: Any) -> None:
+    """``user_logged_out`` receiver: forget the browser session."""
+    if request is not None and hasattr(request, "session"):
+        session_id = request.session.get(SESSION_ID_KEY)
+        if session_id:
+            UserSession.objects.filter(public_id=session_id).delete()
+
+
+def revoke_session(user: User, session_id: str) -> bool:
+    """End one of the user's sessions at its next request; False if it was not theirs or is gone."""
+    deleted, _ = UserSession.objects.filter(user=user, public_id=session_id).delete()
+    return bool(deleted)
+
+
+def revoke_other_sessions(user: User, *, keep: str | None) -> int:
+    """End every session of the user except ``keep``; returns how many."""
+    with transaction.atomic():
+        deleted, _ = UserSession.objects.filter(user=user).exclude(public_id=keep or "").delete()
+    return deleted
+
+
+def session_list(user: User) -> list[UserSession]:
+    return list(UserSession.objects.filter(user=user).order_by("-last_seen_at", "-id"))
+
+
+class SessionTrackingMiddleware:
+    """Ends revoked, idle and expired sessions; keeps ``last_seen_at`` roughly current."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            ended = self._check(request, user)
+            if ended is not None:
+                return ended
+        return self.get_response(request)
+
+    def _check(self, request: HttpRequest, user: User) -> HttpResponse | None:
+        session_id = request.session.get(SESSION_ID_KEY)
+        tracked = UserSession.objects.filter(user=user, public_id=session_id).first() if session_id else None
+        now = timezone.now()
+        if tracked is None:
+            reason = "This session was ended. Please log in again."
+        elif now - tracked.last_seen_at > timedelta(seconds=settings.SESSION_IDLE_SECONDS):
+            reason = "You were logged out after a while without activity."
+        elif now - tracked.created_at > timedelta(seconds=settings.SESSION_ABSOLUTE_SECONDS):
+            reason = "Your session reached its maximum length. Please log in again."
+        else:
+            if now - tracked.last_seen_at >= LAST_SEEN_PRECISION:
+                UserSession.objects.filter(pk=tracked.pk).update(last_seen_at=now)
+            return None
+        logout(request)
+        if request.path.startswith("/api/"):
+            return None
+        messages.info(request, reason)
+        return redirect(settings.LOGIN_URL)
