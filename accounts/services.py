@@ -11,19 +11,32 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from axes.utils import reset as reset_axes_attempts
 from django.apps import apps
 from django.conf import settings
+from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Account, ApiKey, ApiScope, DataKeyRotation, Membership, Role, User
+from accounts.models import (
+    Account,
+    ApiKey,
+    ApiScope,
+    DataKeyRotation,
+    Membership,
+    Role,
+    User,
+    user_email_index,
+)
+from accounts.sessions import revoke_other_sessions
 from accounts.tenancy import TenantModel
-from accounts.tokens import activation_tokens
+from accounts.tokens import activation_tokens, password_reset_tokens
 from security.identifiers import canonical_email
 from security.keys import add_data_key_version, destroy_scope_keys, retire_data_keys
 from security.rotation import models_with_encrypted_fields, reseal_batch
@@ -288,3 +301,139 @@ def note_api_key_use(key: ApiKey) -> None:
     if key.last_used_at is None or now - key.last_used_at >= API_KEY_LAST_USED_PRECISION:
         ApiKey.objects_unscoped_dangerous.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
+
+
+# --- Passwords ------------------------------------------------------------------------
+
+PASSWORD_RESET_REQUESTS_PER_EMAIL = 5
+PASSWORD_RESET_REQUESTS_PER_IP = 20
+PASSWORD_RESET_WINDOW_SECONDS = 3600
+PASSWORD_CHANGE_ATTEMPTS_PER_USER = 10
+PASSWORD_CHANGE_WINDOW_SECONDS = 3600
+INVALID_RESET_LINK = "This password reset link is invalid or has expired. Ask for a new one."
+
+
+class TooManyAttempts(AccountsError):
+    """A request refused because too many like it came in recently; the caller answers 429."""
+
+
+class PasswordRefused(AccountsError):
+    """A new password the validators (length, similarity, common passwords) refuse."""
+
+
+def count_attempt_within_limit(bucket: str, *, limit: int, window_seconds: int) -> bool:
+    """Count one attempt in ``bucket``'s fixed window; False once the window holds more than ``limit``.
+
+    The window lives in the shared cache (Redis): ``add`` opens it only when none
+    is running and ``incr`` is atomic there, so every process shares one count.
+    """
+    key = f"bluespark:attempts:{bucket}"
+    cache.add(key, 0, timeout=window_seconds)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        # The window closed between add and incr: this attempt opens the next one.
+        cache.add(key, 1, timeout=window_seconds)
+        count = 1
+    return count <= limit
+
+
+def request_password_reset(*, email: str, ip: str | None) -> None:
+    """Email a reset link to the active user with that address; the caller learns nothing either way.
+
+    An unknown or inactive address gets no mail after the same lookup and token
+    hashing. Raises TooManyAttempts past 5 requests an hour for one address or
+    20 from one IP, whether the address is registered or not.
+    """
+    address = canonical_email(email)
+    # Counted under the blind index, so the cache never holds the address.
+    within_email = count_attempt_within_limit(
+        f"password-reset:email:{user_email_index(address).hex()}",
+        limit=PASSWORD_RESET_REQUESTS_PER_EMAIL,
+        window_seconds=PASSWORD_RESET_WINDOW_SECONDS,
+    )
+    within_ip = count_attempt_within_limit(
+        f"password-reset:ip:{ip or 'unknown'}",
+        limit=PASSWORD_RESET_REQUESTS_PER_IP,
+        window_seconds=PASSWORD_RESET_WINDOW_SECONDS,
+    )
+    if not (within_email and within_ip):
+        raise TooManyAttempts("Too many password reset requests. Wait an hour, then try again.")
+    user = User.objects.with_email(address).filter(is_active=True).first()
+    if user is None:
+        password_reset_tokens.make_token(User(email=address))  # the work a real link costs
+        return
+    token = password_reset_tokens.make_token(user)
+    path = reverse("accounts:password_reset_confirm", kwargs={"user_id": user.public_id, "token": token})
+    context = {"reset_url": settings.BASE_URL + path, "hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
+    transaction.on_commit(
+        lambda: _send_email(user.email, "Reset your Bluespark password", "accounts/email/password_reset.txt", context)
+    )
+
+
+def check_password_reset_link(*, user_id: str, token: str) -> User:
+    """The active user a reset link names; raises AccountsError when the link is bad, used or expired."""
+    user = User.objects.filter(public_id=user_id, is_active=True).first()
+    if user is None or not password_reset_tokens.check_token(user, token):
+        raise AccountsError(INVALID_RESET_LINK)
+    return user
+
+
+def reset_password(*, user_id: str, token: str, new_password: str) -> User:
+    """Set the password of the user a reset link names, which ends the link and every session.
+
+    Sessions end because their stored hash derives from the old password, and
+    their rows leave the user's session list; the user's failed logins are
+    forgiven. Raises AccountsError on a bad, used or expired link,
+    PasswordRefused for a password the validators refuse.
+    """
+    with transaction.atomic():
+        # The row lock keeps the link single-use when two submissions race: the
+        # second one reads the new password hash, which its token no longer matches.
+        user = User.objects.select_for_update().filter(public_id=user_id, is_active=True).first()
+        if user is None or not password_reset_tokens.check_token(user, token):
+            raise AccountsError(INVALID_RESET_LINK)
+        _validate_new_password(new_password, user)
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        revoke_other_sessions(user, keep=None)
+        # Axes knows the user by the blind index's hex (accounts/lockout.py).
+        reset_axes_attempts(username=bytes(user.email_index).hex())
+    return user
+
+
+def change_password(user: User, *, current_password: str, new_password: str, keep_session: str | None = None) -> None:
+    """Replace a signed-in user's password and tell them by email.
+
+    Every session but ``keep_session`` (a ``UserSession`` public id) ends: it
+    leaves the session list, and its stored hash no longer matches. The caller
+    keeps its own with ``update_session_auth_hash``. Raises AccountsError on a
+    wrong current password, PasswordRefused for a new one the validators
+    refuse, TooManyAttempts past 10 tries an hour.
+    """
+    if not count_attempt_within_limit(
+        f"password-change:user:{user.public_id}",
+        limit=PASSWORD_CHANGE_ATTEMPTS_PER_USER,
+        window_seconds=PASSWORD_CHANGE_WINDOW_SECONDS,
+    ):
+        raise TooManyAttempts("Too many attempts to change your password. Wait an hour, then try again.")
+    if not user.check_password(current_password):
+        raise AccountsError("That is not your current password.")
+    _validate_new_password(new_password, user)
+    context = {"reset_request_url": settings.BASE_URL + reverse("accounts:password_reset")}
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        revoke_other_sessions(user, keep=keep_session)
+        transaction.on_commit(
+            lambda: _send_email(
+                user.email, "Your Bluespark password was changed", "accounts/email/password_changed.txt", context
+            )
+        )
+
+
+def _validate_new_password(password: str, user: User) -> None:
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as error:
+        raise PasswordRefused(" ".join(error.messages)) from None

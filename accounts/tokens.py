@@ -21,3 +21,17 @@ class ActivationTokenGenerator(PasswordResetTokenGenerator):
 
 
 activation_tokens = ActivationTokenGenerator()
+
+
+class PasswordResetTokens(PasswordResetTokenGenerator):
+    """Django's reset token under its own salt.
+
+    Django's hash covers the password hash and ``last_login``, so a link stops
+    working once the password changes or the user logs in; expiry is
+    ``PASSWORD_RESET_TIMEOUT``.
+    """
+
+    key_salt = "bluespark.accounts.PasswordResetTokens"
+
+
+password_reset_tokens = PasswordResetTokens()
