@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from accounts import api_key_views
+from accounts import api_key_views, team_views
 
 app_name = "account_settings"
 
@@ -10,4 +10,9 @@ urlpatterns = [
     path("api-keys/", api_key_views.api_key_index, name="api_keys"),
     path("api-keys/new/", api_key_views.api_key_create, name="api_key_create"),
     path("api-keys/<str:key_id>/revoke/", api_key_views.api_key_revoke, name="api_key_revoke"),
+    path("team/", team_views.team_index, name="team"),
+    path("team/invite/", team_views.team_invite, name="team_invite"),
+    path("team/invitations/<str:invitation_id>/withdraw/", team_views.team_withdraw_invitation, name="team_withdraw"),
+    path("team/<str:user_id>/role/", team_views.team_change_role, name="team_role"),
+    path("team/<str:user_id>/remove/", team_views.team_remove, name="team_remove"),
 ]

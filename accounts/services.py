@@ -19,6 +19,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -29,6 +30,7 @@ from accounts.models import (
     ApiKey,
     ApiScope,
     DataKeyRotation,
+    Invitation,
     Membership,
     Role,
     User,
@@ -37,6 +39,7 @@ from accounts.models import (
 from accounts.sessions import revoke_other_sessions
 from accounts.tenancy import TenantModel
 from accounts.tokens import activation_tokens, password_reset_tokens
+from security.fields import blind_index_for
 from security.identifiers import canonical_email
 from security.keys import add_data_key_version, destroy_scope_keys, retire_data_keys
 from security.rotation import models_with_encrypted_fields, reseal_batch
@@ -437,3 +440,124 @@ def _validate_new_password(password: str, user: User) -> None:
         password_validation.validate_password(password, user)
     except ValidationError as error:
         raise PasswordRefused(" ".join(error.messages)) from None
+
+
+# --- team -----------------------------------------------------------------------------
+
+INVITATION_DAYS = 7
+
+
+@dataclass(frozen=True)
+class SentInvitation:
+    invitation: Invitation
+    token: str  # in the emailed link only
+
+
+def _invitation_token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def _check_can_grant(actor: Membership, role: str) -> None:
+    if role not in Role.values:
+        raise AccountsError("Choose a role.")
+    if role == Role.OWNER and not actor.has_role(Role.OWNER):
+        raise AccountsError("Only an owner can make someone an owner.")
+
+
+def invite_member(account: Account, *, email: str, role: str, invited_by: Membership) -> SentInvitation:
+    """Invite someone by email with a role; the link is signed by a random token and expires in a week.
+
+    Raises AccountsError for a bad address, a role the inviter may not grant,
+    or someone who is already a member.
+    """
+    address = canonical_email(email)
+    try:
+        validate_email(address)
+    except ValidationError:
+        raise AccountsError("Enter a valid email address.") from None
+    _check_can_grant(invited_by, role)
+    if Membership.objects.filter(account=account, user__email_index=user_email_index(address)).exists():
+        raise AccountsError("This person is already a member of the account.")
+    token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        invitation = Invitation(
+            account=account,
+            email=address,
+            role=role,
+            token_hash=_invitation_token_hash(token),
+            invited_by=invited_by.user,
+            expires_at=timezone.now() + timedelta(days=INVITATION_DAYS),
+        )
+        invitation.save()
+        link = settings.BASE_URL + reverse("invitations:accept", kwargs={"token": token})
+        context = {"account_name": account.name, "role": Role(role).label, "link": link, "days": INVITATION_DAYS}
+        transaction.on_commit(
+            lambda: _send_email(address, f"Join {account.name} on Bluespark", "accounts/email/invitation.txt", context)
+        )
+    return SentInvitation(invitation, token)
+
+
+def find_open_invitation(token: str) -> Invitation | None:
+    """The open invitation a link names (not expired, used or withdrawn), or None."""
+    invitation = (
+        Invitation.objects_unscoped_dangerous.select_related("account")
+        .filter(token_hash=_invitation_token_hash(token))
+        .first()
+    )
+    if invitation is None or not invitation.is_open_at(timezone.now()):
+        return None
+    return invitation
+
+
+def accept_invitation(invitation: Invitation, *, user: User) -> Membership:
+    """Make the invited person a member; only the address that was invited may accept."""
+    if not hmac.compare_digest(bytes(invitation.email_index), bytes(user_email_index_for_account(invitation, user))):
+        raise AccountsError("This invitation was sent to another email address.")
+    with transaction.atomic():
+        locked = Invitation.objects_unscoped_dangerous.select_for_update().get(pk=invitation.pk)
+        if not locked.is_open_at(timezone.now()):
+            raise AccountsError("This invitation is no longer valid.")
+        membership, _ = Membership.objects.get_or_create(
+            account=invitation.account, user=user, defaults={"role": invitation.role}
+        )
+        locked.accepted_at = timezone.now()
+        locked.save(update_fields=["accepted_at"])
+    return membership
+
+
+def user_email_index_for_account(invitation: Invitation, user: User) -> bytes:
+    """The user's address indexed the way the invitation's is (under the account's index key)."""
+    return blind_index_for(invitation.account.public_id, "email", user.email)
+
+
+def withdraw_invitation(account: Account, invitation: Invitation) -> None:
+    if invitation.accepted_at is None and invitation.revoked_at is None:
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+
+
+def _owner_count(account: Account) -> int:
+    return Membership.objects.select_for_update().filter(account=account, role=Role.OWNER).count()
+
+
+def change_member_role(account: Account, membership: Membership, *, role: str, actor: Membership) -> Membership:
+    """Change a member's role; the account always keeps an owner, and only owners touch owners."""
+    _check_can_grant(actor, role)
+    if membership.role == Role.OWNER and not actor.has_role(Role.OWNER):
+        raise AccountsError("Only an owner can change another owner's role.")
+    with transaction.atomic():
+        if membership.role == Role.OWNER and role != Role.OWNER and _owner_count(account) <= 1:
+            raise AccountsError("The account needs at least one owner: make someone else an owner first.")
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def remove_member(account: Account, membership: Membership, *, actor: Membership) -> None:
+    """Remove a member (or let one leave); the last owner cannot go."""
+    if membership.role == Role.OWNER and not actor.has_role(Role.OWNER):
+        raise AccountsError("Only an owner can remove an owner.")
+    with transaction.atomic():
+        if membership.role == Role.OWNER and _owner_count(account) <= 1:
+            raise AccountsError("The account needs at least one owner: make someone else an owner first.")
+        membership.delete()

@@ -7,7 +7,7 @@ import re
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import ApiScope, Role
-from accounts.services import create_api_key
+from accounts.services import create_api_key, invite_member
 from accounts.tenancy import account_scope
 from security.identifiers import new_public_id
 from tests.cast import CastTestCase
@@ -39,6 +39,14 @@ class DashboardAccessTests(CastTestCase):
             with account_scope(account):
                 issued = create_api_key(account, name="walker", scopes=[ApiScope.CAMPAIGNS_READ], created_by=cls.alice)
             setattr(cls, f"{prefix}_api_key", issued.key)
+        owners = {
+            "acme": cls.acme.memberships.get(user=cls.alice),
+            "globex": cls.globex.memberships.get(user=cls.charlie),
+        }
+        for account, prefix in ((cls.acme, "acme"), (cls.globex, "globex")):
+            with account_scope(account), cls.captureOnCommitCallbacks():
+                sent = invite_member(account, email=f"new@{prefix}.test", role=Role.EDITOR, invited_by=owners[prefix])
+            setattr(cls, f"{prefix}_invitation", sent.invitation)
 
     def url(self, name: str, kwargs: list[str], account, *, foreign_objects: bool = False) -> str:
         source = "globex" if foreign_objects else "acme"
@@ -47,6 +55,8 @@ class DashboardAccessTests(CastTestCase):
             "list_id": getattr(self, f"{source}_list").public_id,
             "campaign_id": getattr(self, f"{source}_campaign").public_id,
             "key_id": getattr(self, f"{source}_api_key").public_id,
+            "invitation_id": getattr(self, f"{source}_invitation").public_id,
+            "user_id": (self.vic if source == "acme" else self.charlie).public_id,
         }
         missing = set(kwargs) - set(values)
         assert not missing, f"teach this test the URL argument(s) {missing} of {name}"
@@ -90,7 +100,7 @@ class DashboardAccessTests(CastTestCase):
     def test_acme_objects_are_404_through_charlies_own_account(self):
         self.client.force_login(self.charlie)
         for name, _, kwargs in dashboard_routes():
-            if {"list_id", "campaign_id", "key_id"} & set(kwargs):
+            if {"list_id", "campaign_id", "key_id", "invitation_id", "user_id"} & set(kwargs):
                 url = self.url(name, kwargs, self.globex, foreign_objects=False)
                 response = self.client.get(url)
                 if response.status_code == 405:  # a POST-only action: ask it the way it answers
