@@ -1,10 +1,23 @@
-"""How django-axes names the user behind a failed login."""
+"""How django-axes names the user behind a failed login, and its lockouts as security events."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+import logging
+from datetime import timedelta
 
-from accounts.models import user_email_index
+from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Sum
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.models import User, user_email_index
+from audit.request_context import client_ip
+
+security_logger = logging.getLogger("bluespark.security")
+LOCKOUT_MARKER_SECONDS = 24 * 3600 + int(settings.AXES_COOLOFF_TIME.total_seconds())
 
 
 def canonical_login_username(request: HttpRequest, credentials: dict | None = None) -> str:
@@ -22,3 +35,92 @@ def canonical_login_username(request: HttpRequest, credentials: dict | None = No
     if isinstance(username, bytes | memoryview):
         return bytes(username).hex()
     return user_email_index(str(username)).hex()
+
+
+# --- lockouts as security events ------------------------------------------------------------
+#
+# Axes locks a username and a client address separately. When either crosses
+# the limit, ``login_lockout_started`` is logged once (not at every refused
+# attempt) with when it ends; ``login_lockout_ended`` is logged when the
+# lockout is seen to be over: the next attempt after the cool-off, or a
+# password reset that clears the counters. Users are named by their public id,
+# never their address.
+
+
+def _marker(kind: str, value: str) -> str:
+    return f"bluespark:login-lockout:{kind}:{value}"
+
+
+def _failures(**filters: str) -> int:
+    return AccessAttempt.objects.filter(**filters).aggregate(n=Sum("failures_since_start"))["n"] or 0
+
+
+def _user_public_id(username: str) -> str | None:
+    try:
+        index = bytes.fromhex(username)
+    except ValueError:
+        return None
+    return User.objects.filter(email_index=index).values_list("public_id", flat=True).first()
+
+
+def _subject(kind: str, value: str) -> dict[str, str | None]:
+    if kind == "username":
+        return {"locked_by": kind, "user": _user_public_id(value), "ip": None}
+    return {"locked_by": kind, "user": None, "ip": value}
+
+
+def _end(kind: str, value: str, *, reason: str) -> None:
+    if cache.delete(_marker(kind, value)):
+        security_logger.info("login_lockout_ended", extra={**_subject(kind, value), "reason": reason})
+
+
+def record_lockout(
+    sender: object, request: HttpRequest, username: str | None, ip_address: str | None, **kwargs
+) -> None:
+    """Receiver of axes' ``user_locked_out``, sent at the lockout and at every attempt refused during it."""
+    now = timezone.now()
+    locked_until = now + (get_cool_off(request) or timedelta(0))
+    limit = settings.AXES_FAILURE_LIMIT
+    subjects = []
+    if username and _failures(username=username) >= limit:
+        subjects.append(("username", username))
+    if ip_address and _failures(ip_address=ip_address) >= limit:
+        subjects.append(("ip", ip_address))
+    for kind, value in subjects:
+        previous = cache.get(_marker(kind, value))
+        if previous is not None and previous <= now.timestamp():
+            _end(kind, value, reason="expired")
+            previous = None
+        # Kept a day past the end, so the end is still noticed at a later attempt.
+        cache.set(_marker(kind, value), locked_until.timestamp(), timeout=LOCKOUT_MARKER_SECONDS)
+        if previous is None:
+            security_logger.warning(
+                "login_lockout_started", extra={**_subject(kind, value), "locked_until": locked_until.isoformat()}
+            )
+
+
+def _note_ended_lockouts(request: HttpRequest | None, username: str | None) -> None:
+    if request is None or getattr(request, "axes_locked_out", False):
+        return
+    now = timezone.now().timestamp()
+    for kind, value in (("username", username), ("ip", client_ip(request))):
+        if not value:
+            continue
+        until = cache.get(_marker(kind, value))
+        if until is not None and until <= now:
+            _end(kind, value, reason="expired")
+
+
+def note_login_failed(sender: object, credentials: dict, request: HttpRequest | None = None, **kwargs) -> None:
+    """Receiver of ``user_login_failed``: an attempt axes let through means its lockouts are over."""
+    if request is not None:
+        _note_ended_lockouts(request, canonical_login_username(request, credentials))
+
+
+def note_logged_in(sender: object, request: HttpRequest | None, user: User, **kwargs) -> None:
+    _note_ended_lockouts(request, bytes(user.email_index).hex())
+
+
+def lockout_cleared(user: User, *, reason: str) -> None:
+    """The user's failures were cleared by hand (a password reset): their lockout, if any, is over."""
+    _end("username", bytes(user.email_index).hex(), reason=reason)

@@ -25,6 +25,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.lockout import lockout_cleared
 from accounts.models import (
     Account,
     ApiKey,
@@ -402,6 +403,7 @@ def reset_password(*, user_id: str, token: str, new_password: str) -> User:
         revoke_other_sessions(user, keep=None)
         # Axes knows the user by the blind index's hex (accounts/lockout.py).
         reset_axes_attempts(username=bytes(user.email_index).hex())
+        lockout_cleared(user, reason="password_reset")
     return user
 
 

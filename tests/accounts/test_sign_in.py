@@ -1,13 +1,18 @@
 import re
+from datetime import UTC, datetime, timedelta
 
+import time_machine
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.urls import reverse
 
 from accounts.models import user_email_index
+from accounts.services import reset_password
+from accounts.tokens import password_reset_tokens
 from tests.cast import PASSWORD, CastTestCase
 
 LOGIN = reverse("accounts:login")
+T0 = datetime(2030, 3, 4, 10, 0, tzinfo=UTC)
 
 
 def strip_csrf(html: str) -> str:
@@ -117,3 +122,76 @@ class LockoutTests(CastTestCase):
         ok = self.client.post(LOGIN, {"username": "vic@acme.test", "password": PASSWORD}, REMOTE_ADDR="203.0.113.7")
         assert ok.status_code == 302
         assert not AccessAttempt.objects.filter(failures_since_start__gt=0).exists()
+
+
+class LockoutEventTests(CastTestCase):
+    """Lockouts and their end are security events that name the user by public id, never by address."""
+
+    def setUp(self) -> None:
+        traveller = time_machine.travel(T0, tick=False)
+        self.clock = traveller.start()
+        self.addCleanup(traveller.stop)
+
+    def fail(self, username: str, ip: str):
+        return self.client.post(LOGIN, {"username": username, "password": "wrong wrong wrong"}, REMOTE_ADDR=ip)
+
+    def events(self, logs) -> list[tuple[str, dict]]:
+        fields = ("locked_by", "user", "ip", "reason")
+        return [
+            (record.getMessage(), {name: getattr(record, name) for name in fields if hasattr(record, name)})
+            for record in logs.records
+            if record.getMessage().startswith("login_lockout")
+        ]
+
+    def test_a_locked_username_is_one_event_with_its_end_and_the_end_is_recorded_at_the_next_attempt(self):
+        with self.assertLogs("bluespark.security", level="INFO") as logs:
+            for attempt in range(settings.AXES_FAILURE_LIMIT):
+                self.fail("alice@acme.test", ip=f"203.0.113.{attempt + 1}")
+            # Refused while locked: no second "started".
+            assert self.fail("alice@acme.test", ip="198.51.100.9").status_code == 429
+            started = [r for r in logs.records if r.getMessage() == "login_lockout_started"]
+            assert len(started) == 1
+            assert started[0].locked_by == "username" and started[0].user == self.alice.public_id
+            ends_at = datetime.fromisoformat(started[0].locked_until)
+            assert ends_at == T0 + settings.AXES_COOLOFF_TIME
+            self.clock.move_to(ends_at + timedelta(seconds=1))
+            ok = self.client.post(
+                LOGIN, {"username": "alice@acme.test", "password": PASSWORD}, REMOTE_ADDR="198.51.100.9"
+            )
+            assert ok.status_code == 302
+        assert self.events(logs) == [
+            ("login_lockout_started", {"locked_by": "username", "user": self.alice.public_id, "ip": None}),
+            (
+                "login_lockout_ended",
+                {"locked_by": "username", "user": self.alice.public_id, "ip": None, "reason": "expired"},
+            ),
+        ]
+        assert "alice@acme.test" not in " ".join(str(vars(record)) for record in logs.records)
+
+    def test_an_address_guessing_many_usernames_is_locked_by_address(self):
+        with self.assertLogs("bluespark.security", level="INFO") as logs:
+            for attempt in range(settings.AXES_FAILURE_LIMIT + 2):
+                self.fail(f"guess{attempt}@acme.test", ip="203.0.113.50")
+            self.clock.move_to(T0 + settings.AXES_COOLOFF_TIME + timedelta(minutes=1))
+            assert self.fail("bob@acme.test", ip="203.0.113.50").status_code == 200
+        assert self.events(logs) == [
+            ("login_lockout_started", {"locked_by": "ip", "user": None, "ip": "203.0.113.50"}),
+            ("login_lockout_ended", {"locked_by": "ip", "user": None, "ip": "203.0.113.50", "reason": "expired"}),
+        ]
+
+    def test_a_password_reset_ends_the_lockout_of_its_user(self):
+        with self.assertLogs("bluespark.security", level="INFO") as logs:
+            for attempt in range(settings.AXES_FAILURE_LIMIT):
+                self.fail("vic@acme.test", ip=f"203.0.113.{attempt + 1}")
+            token = password_reset_tokens.make_token(self.vic)
+            reset_password(user_id=self.vic.public_id, token=token, new_password="a fresh and long passphrase 7")
+        assert self.events(logs)[-1] == (
+            "login_lockout_ended",
+            {"locked_by": "username", "user": self.vic.public_id, "ip": None, "reason": "password_reset"},
+        )
+        assert (
+            self.client.post(
+                LOGIN, {"username": "vic@acme.test", "password": "a fresh and long passphrase 7"}
+            ).status_code
+            == 302
+        )
