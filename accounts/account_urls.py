@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from accounts import api_key_views, team_views
+from accounts import api_key_views, team_views, two_factor_views
 
 app_name = "account_settings"
 
@@ -15,4 +15,5 @@ urlpatterns = [
     path("team/invitations/<str:invitation_id>/withdraw/", team_views.team_withdraw_invitation, name="team_withdraw"),
     path("team/<str:user_id>/role/", team_views.team_change_role, name="team_role"),
     path("team/<str:user_id>/remove/", team_views.team_remove, name="team_remove"),
+    path("security/", two_factor_views.account_security, name="security"),
 ]

@@ -2,8 +2,10 @@
 
 Creating API keys, changing roles, email, password or 2FA, exporting and
 deleting data need a password check younger than
-``REAUTHENTICATION_SECONDS``. Login counts as one. A successful check
-rotates the session key: the session just gained privilege.
+``REAUTHENTICATION_SECONDS``; a user with two-factor authentication also
+gives a current code (or a recovery code), under the same replay protection
+and throttle as at login. Login counts as one. A successful check rotates
+the session key: the session just gained privilege.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
+
+from accounts import two_factor
 
 VERIFIED_AT_KEY = "bluespark_verified_at"
 
@@ -69,22 +74,48 @@ class ConfirmPasswordForm(forms.Form):
     password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
 
 
+class ConfirmPasswordAndCodeForm(ConfirmPasswordForm):
+    code = forms.CharField(
+        label="Authentication code",
+        max_length=32,
+        help_text="The 6-digit code your authenticator app shows, or one of your recovery codes.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autocapitalize": "off", "spellcheck": "false"}),
+    )
+
+
+@sensitive_post_parameters("password", "code")
 @login_required
 @require_http_methods(["GET", "POST"])
 def reauthenticate(request: HttpRequest) -> HttpResponse:
-    """Ask for the password again (through django-axes, so guesses count towards lockout)."""
+    """Ask for the password again (through django-axes, so guesses count towards lockout), and a 2FA code if enrolled.
+
+    The code is checked only after the right password, so it cannot be probed alone.
+    """
     next_url = request.POST.get("next") or request.GET.get("next") or reverse("accounts:home")
     safe = url_has_allowed_host_and_scheme(
         next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )
     if not safe:
         next_url = reverse("accounts:home")
-    form = ConfirmPasswordForm(request.POST or None)
+    needs_code = two_factor.has_confirmed_device(request.user)
+    form = (ConfirmPasswordAndCodeForm if needs_code else ConfirmPasswordForm)(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = authenticate(request, username=request.user.email, password=form.cleaned_data["password"])
-        if user is not None and user.pk == request.user.pk:
-            request.session.cycle_key()
-            mark_verified(request)
-            return HttpResponseRedirect(next_url)
-        form.add_error("password", "That is not your password.")
-    return render(request, "accounts/reauthenticate.html", {"form": form, "next": next_url}, status=200)
+        if user is None or user.pk != request.user.pk:
+            form.add_error("password", "That is not your password.")
+        else:
+            try:
+                if needs_code:
+                    two_factor.verify_second_factor(request.user, code=form.cleaned_data["code"])
+            except two_factor.TooManyCodeGuesses as error:
+                response = render(request, "accounts/two_factor/too_many_attempts.html", status=429)
+                response["Retry-After"] = str(error.retry_after)
+                return response
+            except two_factor.TwoFactorError as error:
+                form.add_error("code", str(error))
+            else:
+                request.session.cycle_key()
+                mark_verified(request)
+                return HttpResponseRedirect(next_url)
+    context = {"form": form, "next": next_url, "needs_code": needs_code}
+    return render(request, "accounts/reauthenticate.html", context, status=200)

@@ -1,11 +1,11 @@
 from django.urls import path
 
-from accounts import views
+from accounts import two_factor_views, views
 
 app_name = "accounts"
 
 urlpatterns = [
-    path("login/", views.BluesparkLoginView.as_view(), name="login"),
+    path("login/", two_factor_views.TwoFactorLoginView.as_view(), name="login"),
     path("logout/", views.BluesparkLogoutView.as_view(), name="logout"),
     path("sign-up/", views.sign_up, name="sign_up"),
     path("sign-up/sent/", views.sign_up_sent, name="sign_up_sent"),

@@ -26,6 +26,7 @@ urlpatterns = [
     path("accounts/verify/", reauth.reauthenticate, name="reauthenticate"),
     path("accounts/sessions/", include("accounts.session_urls")),
     path("accounts/invitations/", include("accounts.invitation_urls")),
+    path("accounts/2fa/", include("accounts.two_factor_urls")),
     path("accounts/", include("accounts.urls")),
     # The middleware resolves <account_id> after a membership check and scopes the request.
     path("a/<str:account_id>/", include(dashboard_patterns)),

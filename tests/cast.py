@@ -1,15 +1,17 @@
 """The shared cast of every test (STYLE.md), built once per test class.
 
 Acme: alice (owner), bob (editor), vic (viewer); Globex: charlie (owner);
-sam is Bluespark support staff with no membership. Each account has a list
-and a campaign.
+sam is Bluespark support staff with no membership, and uses two-factor
+authentication (staff must). Each account has a list and a campaign.
 """
 
 from __future__ import annotations
 
+import pyotp
 from django.test import TestCase
+from django.utils import timezone
 
-from accounts.models import Account, Membership, Role, User
+from accounts.models import Account, Membership, Role, TOTPDevice, User
 from accounts.tenancy import account_scope
 from campaigns.services import create_campaign
 from contacts.services import create_mailing_list
@@ -36,6 +38,7 @@ class Cast:
     vic: User
     charlie: User
     sam: User
+    sam_totp_secret: str
     acme: Account
     globex: Account
 
@@ -46,6 +49,8 @@ def build_cast(target: type) -> None:
     target.vic = make_user("vic@acme.test", full_name="Vic Viewer")
     target.charlie = make_user("charlie@globex.test", full_name="Charlie Owner")
     target.sam = make_user("sam@bluespark.test", full_name="Sam Support", is_staff=True)
+    target.sam_totp_secret = pyotp.random_base32()
+    TOTPDevice.objects.create(user=target.sam, secret=target.sam_totp_secret, confirmed_at=timezone.now())
     target.acme = make_account("Acme", {target.alice: Role.OWNER, target.bob: Role.EDITOR, target.vic: Role.VIEWER})
     target.globex = make_account("Globex", {target.charlie: Role.OWNER})
     for account, prefix in ((target.acme, "acme"), (target.globex, "globex")):
