@@ -17,7 +17,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import DataKeyRotation, User
+from accounts.models import DataKeyRotation, TOTPDevice, User
 from accounts.tenancy import account_scope
 from contacts.models import Contact
 from contacts.selectors import contact_with_email
@@ -128,11 +128,14 @@ class PlatformRotationTests(CastTestCase):
     @override_settings(DATA_KEY_CACHE_SECONDS=0)
     def test_users_data_moves_to_a_new_platform_key_and_login_still_works(self):
         assert stored_versions("accounts_user", ["email", "full_name"]) == {1}
+        assert stored_versions("accounts_totpdevice", ["secret"]) == {1}  # sam's
         call_command("rotate_keys", "--platform", stdout=StringIO())
         assert stored_versions("accounts_user", ["email", "full_name"]) == {2}
+        assert stored_versions("accounts_totpdevice", ["secret"]) == {2}
         assert data_key_versions(PLATFORM_SCOPE) == [2]
         clear_key_cache()
         assert User.objects.with_email("alice@acme.test").get().full_name == "Alice Owner"
+        assert TOTPDevice.objects.get(user=self.sam).secret == self.sam_totp_secret
         response = self.client.post("/accounts/login/", {"username": "alice@acme.test", "password": PASSWORD})
         assert response.status_code == 302
 

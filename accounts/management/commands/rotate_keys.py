@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Model
 
 from accounts import services
-from accounts.models import Account, DataKeyRotation, User
-from accounts.tenancy import account_scope
+from accounts.models import Account, DataKeyRotation
+from accounts.tenancy import TenantModel, account_scope
 from security.keyring import get_keyring
 from security.keys import PLATFORM_SCOPE, add_data_key_version, kek_usage, retire_data_keys, rewrap_all_keys
-from security.rotation import reseal_batch
+from security.rotation import models_with_encrypted_fields, reseal_batch
 
 
 class Command(BaseCommand):
@@ -56,24 +58,38 @@ class Command(BaseCommand):
         version = add_data_key_version(PLATFORM_SCOPE)
         started = time.monotonic()
         self.stdout.write(f"Platform data key v{version} created; re-sealing users' data.")
-        resealed = self._reseal_users()
-        self.stdout.write(f"First pass re-sealed {resealed} user(s).")
+        resealed = self._reseal_platform_rows()
+        self.stdout.write(f"First pass re-sealed {resealed} row(s) of {', '.join(self._platform_model_names())}.")
         wait = settings.DATA_KEY_CACHE_SECONDS - (time.monotonic() - started)
         if wait > 0:
             self.stdout.write(f"Waiting {wait:.0f} s for every process to learn the new key.")
             time.sleep(wait)
-        while self._reseal_users():
+        while self._reseal_platform_rows():
             pass
         retired = retire_data_keys(PLATFORM_SCOPE, older_than=version)
-        self.stdout.write(f"Every user is on v{version}; {retired} older platform key(s) destroyed.")
+        self.stdout.write(f"Every platform row is on v{version}; {retired} older platform key(s) destroyed.")
 
-    def _reseal_users(self) -> int:
-        after, total = None, 0
-        while True:
-            result = reseal_batch(User.objects.all(), after_pk=after, batch_size=services.ROTATION_BATCH_SIZE)
-            if not result.examined:
-                return total
-            after, total = result.last_pk, total + result.resealed
+    @staticmethod
+    def _platform_models() -> list[type[Model]]:
+        """Every model whose encrypted fields use the platform key: those not owned by an account."""
+        return [
+            model for model in models_with_encrypted_fields(apps.get_models()) if not issubclass(model, TenantModel)
+        ]
+
+    def _platform_model_names(self) -> list[str]:
+        return [model._meta.label for model in self._platform_models()]
+
+    def _reseal_platform_rows(self) -> int:
+        total = 0
+        for model in self._platform_models():
+            after = None
+            while True:
+                batch = model._default_manager.all()
+                result = reseal_batch(batch, after_pk=after, batch_size=services.ROTATION_BATCH_SIZE)
+                if not result.examined:
+                    break
+                after, total = result.last_pk, total + result.resealed
+        return total
 
     def _accounts(self, public_ids: list[str]) -> list[Account]:
         accounts = Account.objects.order_by("pk")
