@@ -302,3 +302,34 @@ class Invitation(TenantModel):
 
     def is_open_at(self, moment: datetime) -> bool:
         return self.accepted_at is None and self.revoked_at is None and self.expires_at > moment
+
+
+class EmailChange(models.Model):
+    """A user's request to sign in with another address, waiting for that address to confirm it.
+
+    The pending address is personal data: encrypted under the platform key
+    like the user's own, with the same blind index, so it can be compared with
+    ``User.email_index`` without being opened. A user has at most one: a new
+    request deletes the earlier ones. It is used once and expires after a day
+    (``accounts.tokens.EMAIL_CHANGE_TIMEOUT``).
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="email_changes")
+    public_id = PublicIdField(prefix="emc", unique=True)
+    email = EncryptedTextField()
+    email_index = BlindIndexField(source="email", purpose="email")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="accounts_emailchange_recent")]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    def encryption_scope(self) -> str:
+        return PLATFORM_SCOPE
+
+    def is_open_at(self, moment: datetime) -> bool:
+        return self.used_at is None and self.expires_at > moment

@@ -20,7 +20,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -31,6 +31,7 @@ from accounts.models import (
     ApiKey,
     ApiScope,
     DataKeyRotation,
+    EmailChange,
     Invitation,
     Membership,
     Role,
@@ -39,13 +40,14 @@ from accounts.models import (
 )
 from accounts.sessions import revoke_other_sessions
 from accounts.tenancy import TenantModel
-from accounts.tokens import activation_tokens, password_reset_tokens
+from accounts.tokens import EMAIL_CHANGE_TIMEOUT, activation_tokens, email_change_tokens, password_reset_tokens
 from security.fields import blind_index_for
 from security.identifiers import canonical_email
 from security.keys import add_data_key_version, destroy_scope_keys, retire_data_keys
 from security.rotation import models_with_encrypted_fields, reseal_batch
 
 logger = logging.getLogger(__name__)
+security_logger = logging.getLogger("bluespark.security")
 
 
 class AccountsError(Exception):
@@ -563,3 +565,143 @@ def remove_member(account: Account, membership: Membership, *, actor: Membership
         if membership.role == Role.OWNER and _owner_count(account) <= 1:
             raise AccountsError("The account needs at least one owner: make someone else an owner first.")
         membership.delete()
+
+
+# --- Profile and email ----------------------------------------------------------------
+
+EMAIL_CHANGE_REQUESTS_PER_USER = 5
+EMAIL_CHANGE_WINDOW_SECONDS = 3600
+INVALID_EMAIL_CHANGE_LINK = (
+    "This email change link is invalid, was already used, was replaced by a newer request, or has expired. "
+    "Ask for a new one from your profile."
+)
+EMAIL_TAKEN_SINCE = "Another Bluespark account now uses this address, so it cannot become yours. Nothing was changed."
+
+
+def change_full_name(user: User, *, full_name: str) -> User:
+    """Set the name the user is shown and addressed by (blank is allowed, as at sign-up)."""
+    user.full_name = full_name.strip()
+    user.save(update_fields=["full_name"])
+    return user
+
+
+def request_email_change(user: User, *, new_email: str) -> None:
+    """Ask the new address to confirm that the user may sign in with it; nothing changes until it does.
+
+    The new address gets a single-use link valid for a day or, when another
+    user already has it, a note saying so instead: the caller's answer is the
+    same either way. The current address is told of the request. A newer
+    request withdraws the older ones. Raises AccountsError for an invalid
+    address or the current one, TooManyAttempts past 5 requests an hour.
+    """
+    address = canonical_email(new_email)
+    try:
+        validate_email(address)
+    except ValidationError:
+        raise AccountsError("Enter a valid email address.") from None
+    if not count_attempt_within_limit(
+        f"email-change:user:{user.public_id}",
+        limit=EMAIL_CHANGE_REQUESTS_PER_USER,
+        window_seconds=EMAIL_CHANGE_WINDOW_SECONDS,
+    ):
+        raise TooManyAttempts("Too many email change requests. Wait an hour, then try again.")
+    index = user_email_index(address)
+    if index == bytes(user.email_index):
+        raise AccountsError("This is already your email address.")
+    hours = EMAIL_CHANGE_TIMEOUT // 3600
+    with transaction.atomic():
+        # The row lock orders two requests of one user: the later one withdraws the earlier.
+        # Used requests go too, so a user's former addresses are not kept here.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        EmailChange.objects.filter(user=user).delete()
+        if User.objects.filter(email_index=index).exists():
+            email_change_tokens.make_token(EmailChange(user=user, email=address))  # the work a real link costs
+            to_new_address = (
+                "Your Bluespark email change",
+                "accounts/email/email_change_taken.txt",
+                {"reset_request_url": settings.BASE_URL + reverse("accounts:password_reset")},
+            )
+        else:
+            change = EmailChange(user=user, email=address, expires_at=timezone.now() + timedelta(hours=hours))
+            change.save()
+            token = email_change_tokens.make_token(change)
+            path = reverse("accounts:email_change_confirm", kwargs={"user_id": user.public_id, "token": token})
+            to_new_address = (
+                "Confirm your new Bluespark email address",
+                "accounts/email/email_change_confirm.txt",
+                {"confirm_url": settings.BASE_URL + path, "hours": hours},
+            )
+        current_address = user.email
+        notice = {"reset_request_url": settings.BASE_URL + reverse("accounts:password_reset"), "hours": hours}
+        transaction.on_commit(lambda: _send_email(address, *to_new_address))
+        transaction.on_commit(
+            lambda: _send_email(
+                current_address,
+                "A change of your Bluespark email address was requested",
+                "accounts/email/email_change_requested.txt",
+                notice,
+            )
+        )
+    security_logger.info("email_change_requested", extra={"user": user.public_id})
+
+
+def check_email_change_link(user: User, *, user_id: str, token: str) -> EmailChange:
+    """The pending change a link confirms, for the signed-in user it was sent for.
+
+    Raises AccountsError when the link is bad, someone else's, used, replaced
+    by a newer request, or expired: all alike.
+    """
+    change = _open_email_change(user) if user_id == user.public_id else None
+    if change is None or not email_change_tokens.check_token(change, token):
+        raise AccountsError(INVALID_EMAIL_CHANGE_LINK)
+    return change
+
+
+def confirm_email_change(user: User, *, user_id: str, token: str, keep_session: str | None = None) -> User:
+    """Make the address a link confirms the user's sign-in address, which ends the link.
+
+    Every session but ``keep_session`` (a ``UserSession`` public id) ends; the
+    caller rotates its own key. The previous address is told. Raises
+    AccountsError on a link ``check_email_change_link`` refuses, or when
+    another user took the address after the link was sent.
+    """
+    with transaction.atomic():
+        # The row lock keeps the link single-use when two confirmations race: the
+        # second one reads the new address, which its token no longer matches.
+        locked = User.objects.select_for_update().filter(pk=user.pk, is_active=True).first()
+        if locked is None:
+            raise AccountsError(INVALID_EMAIL_CHANGE_LINK)
+        change = check_email_change_link(locked, user_id=user_id, token=token)
+        previous_address = locked.email
+        locked.email = change.email
+        try:
+            with transaction.atomic():
+                locked.save(update_fields=["email", "email_index"])
+        except IntegrityError:
+            raise AccountsError(EMAIL_TAKEN_SINCE) from None
+        change.used_at = timezone.now()
+        change.save(update_fields=["used_at"])
+        revoke_other_sessions(locked, keep=keep_session)
+        context = {"reset_request_url": settings.BASE_URL + reverse("accounts:password_reset")}
+        transaction.on_commit(
+            lambda: _send_email(
+                previous_address,
+                "Your Bluespark email address was changed",
+                "accounts/email/email_changed.txt",
+                context,
+            )
+        )
+    security_logger.info("email_changed", extra={"user": locked.public_id})
+    return locked
+
+
+def _open_email_change(user: User) -> EmailChange | None:
+    """The user's newest pending change, if it is still open (the only one a link may confirm)."""
+    change = (
+        EmailChange.objects.filter(user=user, used_at__isnull=True, expires_at__gt=timezone.now())
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if change is not None:
+        change.user = user
+    return change

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import two_factor_views, views
+from accounts import profile_views, two_factor_views, views
 
 app_name = "accounts"
 
@@ -16,5 +16,9 @@ urlpatterns = [
     # The access log redacts URL arguments named ``token``.
     path("password-reset/<str:user_id>/<str:token>/", views.password_reset_confirm, name="password_reset_confirm"),
     path("password/", views.password_change, name="password_change"),
+    path("profile/", profile_views.profile, name="profile"),
+    path("profile/email/", profile_views.email_change, name="email_change"),
+    # The access log redacts URL arguments named ``token``.
+    path("profile/email/<str:user_id>/<str:token>/", profile_views.email_change_confirm, name="email_change_confirm"),
     path("", views.home, name="home"),
 ]
