@@ -2,11 +2,13 @@
 
 from django.urls import path
 
-from accounts import api_key_views, team_views, two_factor_views
+from accounts import account_views, api_key_views, team_views, two_factor_views
 
 app_name = "account_settings"
 
 urlpatterns = [
+    path("", account_views.account_general, name="general"),
+    path("delete/", account_views.account_delete, name="delete"),
     path("api-keys/", api_key_views.api_key_index, name="api_keys"),
     path("api-keys/new/", api_key_views.api_key_create, name="api_key_create"),
     path("api-keys/<str:key_id>/revoke/", api_key_views.api_key_revoke, name="api_key_revoke"),

@@ -80,6 +80,31 @@ def delete_account(account: Account) -> None:
         account.delete()
 
 
+def rename_account(account: Account, *, name: str) -> Account:
+    account.name = name.strip()
+    account.save(update_fields=["name"])
+    return account
+
+
+def close_account(account: Account, *, actor: User) -> None:
+    """Delete an account at an owner's request.
+
+    At once: its keys are destroyed (its data, here and in every backup, can
+    no longer be read), and its memberships, invitations and API keys go, so
+    no one and nothing reaches it any more. Its remaining rows are removed by
+    a background task (an account may hold millions of them).
+    """
+    from accounts.tasks import purge_account
+
+    destroy_scope_keys(account.public_id)
+    with transaction.atomic():
+        ApiKey.objects.filter(account=account).delete()
+        Invitation.objects.filter(account=account).delete()
+        Membership.objects.filter(account=account).delete()
+        transaction.on_commit(lambda: purge_account.delay(account.public_id))
+    security_logger.warning("account_deleted", extra={"account": account.public_id, "user": actor.public_id})
+
+
 def sign_up(*, email: str, password: str, account_name: str, full_name: str = "") -> None:
     """Start a sign-up; the caller learns nothing about whether the email is known.
 

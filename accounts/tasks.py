@@ -21,3 +21,9 @@ def reseal_account_data(self: Any, account: Account, rotation_id: str) -> None:
     wait = services.advance_data_key_rotation(account, rotation, time_budget=ROTATION_TASK_SECONDS)
     if wait is not None:
         self.apply_async(args=[account.public_id, rotation_id], countdown=wait)
+
+
+@tenant_task()
+def purge_account(account: Account) -> None:
+    """Remove the rows of an account its owner deleted (already unreadable and unreachable: see close_account)."""
+    services.delete_account(account)

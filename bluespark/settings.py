@@ -238,6 +238,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Long, heavy work goes to the bulk queue so it never delays interactive tasks.
 CELERY_TASK_ROUTES = {
     "accounts.tasks.reseal_account_data": {"queue": "bulk"},
+    "accounts.tasks.purge_account": {"queue": "bulk"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
