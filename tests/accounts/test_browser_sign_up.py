@@ -2,56 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from django.urls import reverse
-from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from accounts.models import Account, Membership, Role, user_email_index
+from tests.support.browser import chromium_page
 
 pytestmark = [pytest.mark.browser]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 EMAIL = "dora@bakery.test"
 PASSWORD = "flour, water, salt & patience 7"
 ACCOUNT_NAME = "Dora's Bakery"
-
-
-@contextmanager
-def chromium_page() -> Iterator[tuple[Page, list[str]]]:
-    """A fresh headless page, and the CSP violations and script errors it reports."""
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if "content security policy" in message.text.lower():
-            problems.append(message.text)
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=os.environ.get("BLUESPARK_CHROMIUM", "/usr/bin/chromium"),
-            args=CHROMIUM_ARGS,
-            headless=True,
-        )
-        try:
-            page = browser.new_page()
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-            yield page, problems
-        finally:
-            browser.close()
 
 
 def log_in(page: Page, base_url: str) -> None:
