@@ -1,6 +1,7 @@
 """A static check that views, API views and tasks reach tenant rows only through selectors.
 
-Inside ``views.py``, ``api.py`` and ``tasks.py`` it reports any use of a tenant
+Inside ``views.py``, ``api.py`` and ``tasks.py`` (and ``*_views.py``, ``*_api.py``,
+``*_tasks.py``) it reports any use of a tenant
 model's managers (``Campaign.objects…``), the unscoped escape hatch, raw SQL,
 and ``get_object_or_404(TenantModel, …)``: those files must call
 ``access_*``/``*_list`` selectors or services, which take the account.
@@ -12,7 +13,8 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-GUARDED_FILE_NAMES = ("views.py", "api.py", "tasks.py")
+# Feature modules count too: accounts/team_views.py is as much a views module as views.py.
+GUARDED_FILE_PATTERNS = ("views.py", "*_views.py", "api.py", "*_api.py", "tasks.py", "*_tasks.py")
 MANAGER_ATTRIBUTES = {"objects", "objects_unscoped_dangerous", "_default_manager", "_base_manager"}
 ALWAYS_FORBIDDEN_ATTRIBUTES = {"objects_unscoped_dangerous", "raw", "extra"}
 SHORTCUTS = {"get_object_or_404", "get_list_or_404"}
@@ -53,7 +55,8 @@ def find_unscoped_queries(source: str, tenant_models: set[str], path: str = "<so
 
 
 def guarded_files(root: Path, apps: list[str]) -> list[Path]:
-    return [root / app / name for app in apps for name in GUARDED_FILE_NAMES if (root / app / name).exists()]
+    found = {path for app in apps for pattern in GUARDED_FILE_PATTERNS for path in (root / app).glob(pattern)}
+    return sorted(found)
 
 
 def scan_project(root: Path, apps: list[str], tenant_models: set[str]) -> list[Violation]:
