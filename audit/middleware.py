@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from audit.context import bound_request, context_of
 from audit.request_context import REQUEST_ID_HEADER, client_ip, request_id_for
 
 access_logger = logging.getLogger("bluespark.access")
@@ -19,8 +20,10 @@ REDACTED = "[redacted]"
 
 
 class RequestContextMiddleware:
-    """Assign a request id, echo it in a response header, and log the request as JSON.
+    """Assign a request id, bind the request as the audit context, echo the id, and log the request as JSON.
 
+    While the rest of the request runs, ``audit.context.current_context()``
+    reads this request (views, services, signal receivers, tasks it queues).
     The line holds no query string, cookie, header value or personal data: the
     path is logged without its query, and people are named by public id only.
     """
@@ -34,7 +37,8 @@ class RequestContextMiddleware:
         request.client_ip = client_ip(request)
         status = 500
         try:
-            response = self.get_response(request)
+            with bound_request(request):
+                response = self.get_response(request)
             status = response.status_code
             response[REQUEST_ID_HEADER] = request.request_id
             return response
@@ -54,9 +58,8 @@ def loggable_path(request: HttpRequest) -> str:
 
 
 def access_fields(request: HttpRequest, status: int, seconds: float) -> dict[str, object]:
-    user = getattr(request, "user", None)
-    account = getattr(request, "account", None)
-    api_key = getattr(request, "api_key", None)
+    """The line's fields; the actors are read as the audit trail reads them, so the two agree."""
+    actor = context_of(request)
     return {
         "request_id": request.request_id,
         "method": request.method,
@@ -64,7 +67,9 @@ def access_fields(request: HttpRequest, status: int, seconds: float) -> dict[str
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
         "ip": request.client_ip,
-        "user": getattr(user, "public_id", None) if user is not None and user.is_authenticated else None,
-        "account": getattr(account, "public_id", None),
-        "api_key": getattr(api_key, "public_id", None),
+        "user": actor.user_id,
+        "acting_as": actor.acting_as_id,
+        "support_session": actor.support_session_id,
+        "account": actor.account_id,
+        "api_key": actor.api_key_id,
     }
