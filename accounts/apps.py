@@ -18,4 +18,6 @@ class AccountsConfig(AppConfig):
         user_logged_out.connect(end_session, dispatch_uid="bluespark-session-end")
         user_locked_out.connect(lockout.record_lockout, dispatch_uid="bluespark-lockout-started")
         user_login_failed.connect(lockout.note_login_failed, dispatch_uid="bluespark-lockout-ended-failed")
+        # auth.login and auth.logout are recorded by start_session and end_session, with the session's row.
+        user_login_failed.connect(lockout.record_login_failed, dispatch_uid="bluespark-audit-login-failed")
         user_logged_in.connect(lockout.note_logged_in, dispatch_uid="bluespark-lockout-ended-login")

@@ -14,7 +14,8 @@ from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.request import Request
 
 from accounts.models import Account, ApiKey
-from accounts.services import note_api_key_use, verify_api_key
+from accounts.services import api_key_prefix, note_api_key_use, verify_api_key
+from audit.services import record
 from security.ratelimit import RateLimit, hit
 
 security_logger = logging.getLogger("bluespark.security")
@@ -44,7 +45,8 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     Every failed key counts against the client's address; past
     ``API_KEY_FAILURES_PER_HOUR`` it gets 429 until its bucket refills, even
-    with a valid key. A failure is logged as a security event without the token.
+    with a valid key. A failure is logged as a security event without the token,
+    and recorded as ``api_key.rejected`` with at most the key's public prefix.
     """
 
     keyword = "bearer"
@@ -62,10 +64,14 @@ class ApiKeyAuthentication(BaseAuthentication):
         guard = hit(policy, address, now=time.time(), cost=0)
         if not guard.allowed:
             raise Throttled(wait=guard.retry_after, detail="Too many invalid API keys from this address.")
-        key = verify_api_key(parts[1].decode("latin-1"))
+        token = parts[1].decode("latin-1")
+        key = verify_api_key(token)
         if key is None:
             hit(policy, address, now=time.time())
             security_logger.warning("api_key_rejected", extra={"ip": address})
+            prefix = api_key_prefix(token)
+            # Never the token: only its prefix, which is not secret, and only when it is well formed.
+            record("api_key.rejected", data={"prefix": prefix} if prefix else {})
             raise AuthenticationFailed("Invalid API key.")
         note_api_key_use(key)
         request._request.api_key = key

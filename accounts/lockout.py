@@ -1,4 +1,4 @@
-"""How django-axes names the user behind a failed login, and its lockouts as security events."""
+"""How django-axes names the user behind a failed login; failed logins and lockouts as audit and security events."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import User, user_email_index
+from accounts.sessions import audit_context_for
 from audit.request_context import client_ip
+from audit.services import record
 
 security_logger = logging.getLogger("bluespark.security")
 LOCKOUT_MARKER_SECONDS = 24 * 3600 + int(settings.AXES_COOLOFF_TIME.total_seconds())
@@ -37,14 +39,26 @@ def canonical_login_username(request: HttpRequest, credentials: dict | None = No
     return user_email_index(str(username)).hex()
 
 
-# --- lockouts as security events ------------------------------------------------------------
+def record_login_failed(sender: object, credentials: dict, request: HttpRequest | None = None, **kwargs) -> None:
+    """Receiver of ``user_login_failed``: ``auth.login_failed``, by the user the typed address names, if any.
+
+    The typed address itself is never kept: it may be a member's, mistyped,
+    or someone else's entirely.
+    """
+    username = credentials.get("username")
+    user = User.objects.with_email(str(username)).first() if isinstance(username, str) and username else None
+    record("auth.login_failed", actor=user, context=audit_context_for(request))
+
+
+# --- lockouts as security and audit events ----------------------------------------------------
 #
 # Axes locks a username and a client address separately. When either crosses
-# the limit, ``login_lockout_started`` is logged once (not at every refused
-# attempt) with when it ends; ``login_lockout_ended`` is logged when the
-# lockout is seen to be over: the next attempt after the cool-off, or a
-# password reset that clears the counters. Users are named by their public id,
-# never their address.
+# the limit, ``login_lockout_started`` is logged (and ``auth.lockout_started``
+# recorded) once, not at every refused attempt, with when it ends;
+# ``login_lockout_ended`` (``auth.lockout_ended``) when the lockout is seen to
+# be over: the next attempt after the cool-off, or a password reset that clears
+# the counters. Users are named by their public id, never their address; a
+# locked address is the event's own ``ip``, not part of its data.
 
 
 def _marker(kind: str, value: str) -> str:
@@ -69,9 +83,16 @@ def _subject(kind: str, value: str) -> dict[str, str | None]:
     return {"locked_by": kind, "user": None, "ip": value}
 
 
-def _end(kind: str, value: str, *, reason: str) -> None:
+def _end(kind: str, value: str, *, reason: str, request: HttpRequest | None = None) -> None:
     if cache.delete(_marker(kind, value)):
-        security_logger.info("login_lockout_ended", extra={**_subject(kind, value), "reason": reason})
+        subject = _subject(kind, value)
+        security_logger.info("login_lockout_ended", extra={**subject, "reason": reason})
+        record(
+            "auth.lockout_ended",
+            actor=subject["user"],
+            data={"locked_by": kind, "reason": reason},
+            context=audit_context_for(request),
+        )
 
 
 def record_lockout(
@@ -89,13 +110,20 @@ def record_lockout(
     for kind, value in subjects:
         previous = cache.get(_marker(kind, value))
         if previous is not None and previous <= now.timestamp():
-            _end(kind, value, reason="expired")
+            _end(kind, value, reason="expired", request=request)
             previous = None
         # Kept a day past the end, so the end is still noticed at a later attempt.
         cache.set(_marker(kind, value), locked_until.timestamp(), timeout=LOCKOUT_MARKER_SECONDS)
         if previous is None:
+            subject = _subject(kind, value)
             security_logger.warning(
-                "login_lockout_started", extra={**_subject(kind, value), "locked_until": locked_until.isoformat()}
+                "login_lockout_started", extra={**subject, "locked_until": locked_until.isoformat()}
+            )
+            record(
+                "auth.lockout_started",
+                actor=subject["user"],
+                data={"locked_by": kind, "locked_until": locked_until.isoformat()},
+                context=audit_context_for(request),
             )
 
 
@@ -108,7 +136,7 @@ def _note_ended_lockouts(request: HttpRequest | None, username: str | None) -> N
             continue
         until = cache.get(_marker(kind, value))
         if until is not None and until <= now:
-            _end(kind, value, reason="expired")
+            _end(kind, value, reason="expired", request=request)
 
 
 def note_login_failed(sender: object, credentials: dict, request: HttpRequest | None = None, **kwargs) -> None:

@@ -5,7 +5,9 @@ deleting data need a password check younger than
 ``REAUTHENTICATION_SECONDS``; a user with two-factor authentication also
 gives a current code (or a recovery code), under the same replay protection
 and throttle as at login. Login counts as one. A successful check rotates
-the session key: the session just gained privilege.
+the session key (the session just gained privilege) and is recorded as
+``auth.reauthenticated``; a wrong password is an ``auth.login_failed`` like
+any other, a wrong code an ``auth.two_factor_failed``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -27,6 +30,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from accounts import two_factor
+from audit.services import record
 
 VERIFIED_AT_KEY = "bluespark_verified_at"
 
@@ -40,6 +44,18 @@ def mark_verified(request: HttpRequest) -> None:
 def is_recently_verified(request: HttpRequest) -> bool:
     verified_at = request.session.get(VERIFIED_AT_KEY)
     return verified_at is not None and time.time() - verified_at < settings.REAUTHENTICATION_SECONDS
+
+
+def confirm_verification(request: HttpRequest, *, second_factor: str | None) -> None:
+    """A successful re-authentication: a new session key, a fresh check, and ``auth.reauthenticated``.
+
+    The database session's new row and the event land together.
+    """
+    with transaction.atomic():
+        request.session.cycle_key()
+        mark_verified(request)
+        factor = str(second_factor) if second_factor is not None else None
+        record("auth.reauthenticated", actor=request.user, data={"second_factor": factor})
 
 
 def record_login_as_verification(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
@@ -105,8 +121,11 @@ def reauthenticate(request: HttpRequest) -> HttpResponse:
             form.add_error("password", "That is not your password.")
         else:
             try:
-                if needs_code:
+                second_factor = (
                     two_factor.verify_second_factor(request.user, code=form.cleaned_data["code"])
+                    if needs_code
+                    else None
+                )
             except two_factor.TooManyCodeGuesses as error:
                 response = render(request, "accounts/two_factor/too_many_attempts.html", status=429)
                 response["Retry-After"] = str(error.retry_after)
@@ -114,8 +133,7 @@ def reauthenticate(request: HttpRequest) -> HttpResponse:
             except two_factor.TwoFactorError as error:
                 form.add_error("code", str(error))
             else:
-                request.session.cycle_key()
-                mark_verified(request)
+                confirm_verification(request, second_factor=second_factor)
                 return HttpResponseRedirect(next_url)
     context = {"form": form, "next": next_url, "needs_code": needs_code}
     return render(request, "accounts/reauthenticate.html", context, status=200)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -38,9 +39,10 @@ from accounts.models import (
     User,
     user_email_index,
 )
-from accounts.sessions import revoke_other_sessions
+from accounts.sessions import end_other_sessions
 from accounts.tenancy import TenantModel
 from accounts.tokens import EMAIL_CHANGE_TIMEOUT, activation_tokens, email_change_tokens, password_reset_tokens
+from audit.services import record
 from security.fields import blind_index_for
 from security.identifiers import canonical_email
 from security.keys import add_data_key_version, destroy_scope_keys, retire_data_keys
@@ -61,10 +63,11 @@ class NewAccount:
 
 
 def create_account(*, name: str, owner: User) -> Account:
-    """Create an account with ``owner`` as its first owner."""
+    """Create an account with ``owner`` as its first owner, and record ``account.created``."""
     with transaction.atomic():
         account = Account.objects.create(name=name.strip())
         Membership.objects.create(account=account, user=owner, role=Role.OWNER)
+        record("account.created", account=account, actor=owner, target=account)
     return account
 
 
@@ -81,8 +84,14 @@ def delete_account(account: Account) -> None:
 
 
 def rename_account(account: Account, *, name: str) -> Account:
-    account.name = name.strip()
-    account.save(update_fields=["name"])
+    """Rename the account; ``account.renamed`` says only that it changed (a name can be personal data)."""
+    name = name.strip()
+    with transaction.atomic():
+        changed = account.name != name
+        account.name = name
+        account.save(update_fields=["name"])
+        if changed:
+            record("account.renamed", account=account, target=account)
     return account
 
 
@@ -101,6 +110,8 @@ def close_account(account: Account, *, actor: User) -> None:
         ApiKey.objects.filter(account=account).delete()
         Invitation.objects.filter(account=account).delete()
         Membership.objects.filter(account=account).delete()
+        # The account's events stay when its rows are purged: they hold no foreign key.
+        record("account.deleted", account=account, actor=actor, target=account)
         transaction.on_commit(lambda: purge_account.delay(account.public_id))
     security_logger.warning("account_deleted", extra={"account": account.public_id, "user": actor.public_id})
 
@@ -274,7 +285,10 @@ def _token_hash(token: str) -> bytes:
 def create_api_key(
     account: Account, *, name: str, scopes: list[str], created_by: User, expires_at: datetime | None = None
 ) -> IssuedApiKey:
-    """Issue a key; the token is in the result and nowhere else. Raises AccountsError on bad input."""
+    """Issue a key; the token is in the result and nowhere else. Raises AccountsError on bad input.
+
+    ``api_key.created`` keeps the scopes and the expiry, not the name (free text an admin typed).
+    """
     unknown = set(scopes) - set(ApiScope.values)
     if unknown or not scopes:
         raise AccountsError("Choose at least one known scope.")
@@ -291,7 +305,15 @@ def create_api_key(
         created_by=created_by,
         expires_at=expires_at,
     )
-    key.save()
+    with transaction.atomic():
+        key.save()
+        record(
+            "api_key.created",
+            account=account,
+            actor=created_by,
+            target=key,
+            data={"scopes": key.scopes, "expires_at": expires_at.isoformat() if expires_at else None},
+        )
     return IssuedApiKey(key, token)
 
 
@@ -300,9 +322,28 @@ def revoke_api_key(account: Account, key: ApiKey) -> ApiKey:
     if key.account_id != account.pk:
         raise AccountsError("This key belongs to another account.")
     if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            key.revoked_at = timezone.now()
+            key.save(update_fields=["revoked_at"])
+            record("api_key.revoked", account=account, target=key)
     return key
+
+
+# ``bsk_<prefix>_<secret>``: the prefix is 6 random bytes in unpadded, lower-case base32.
+_API_KEY_PREFIX = re.compile(r"[a-z2-7]{10}")
+
+
+def api_key_prefix(token: str) -> str | None:
+    """The non-secret prefix of a token shaped like one of our keys, or None.
+
+    Only a well-formed prefix is returned, so whatever a client put in its
+    place (a secret pasted whole, an address) is never kept.
+    """
+    tag, _, rest = token.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if tag != API_KEY_TAG or not secret or not _API_KEY_PREFIX.fullmatch(prefix):
+        return None
+    return prefix
 
 
 def verify_api_key(token: str) -> ApiKey | None:
@@ -397,9 +438,13 @@ def request_password_reset(*, email: str, ip: str | None) -> None:
     token = password_reset_tokens.make_token(user)
     path = reverse("accounts:password_reset_confirm", kwargs={"user_id": user.public_id, "token": token})
     context = {"reset_url": settings.BASE_URL + path, "hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
-    transaction.on_commit(
-        lambda: _send_email(user.email, "Reset your Bluespark password", "accounts/email/password_reset.txt", context)
-    )
+    with transaction.atomic():
+        record("auth.password_reset_requested", actor=user)
+        transaction.on_commit(
+            lambda: _send_email(
+                user.email, "Reset your Bluespark password", "accounts/email/password_reset.txt", context
+            )
+        )
 
 
 def check_password_reset_link(*, user_id: str, token: str) -> User:
@@ -427,7 +472,8 @@ def reset_password(*, user_id: str, token: str, new_password: str) -> User:
         _validate_new_password(new_password, user)
         user.set_password(new_password)
         user.save(update_fields=["password"])
-        revoke_other_sessions(user, keep=None)
+        ended = end_other_sessions(user, keep=None)
+        record("auth.password_reset", actor=user, data={"sessions_ended": ended})
         # Axes knows the user by the blind index's hex (accounts/lockout.py).
         reset_axes_attempts(username=bytes(user.email_index).hex())
         lockout_cleared(user, reason="password_reset")
@@ -456,7 +502,8 @@ def change_password(user: User, *, current_password: str, new_password: str, kee
     with transaction.atomic():
         user.set_password(new_password)
         user.save(update_fields=["password"])
-        revoke_other_sessions(user, keep=keep_session)
+        ended = end_other_sessions(user, keep=keep_session)
+        record("auth.password_changed", actor=user, data={"other_sessions_ended": ended})
         transaction.on_commit(
             lambda: _send_email(
                 user.email, "Your Bluespark password was changed", "accounts/email/password_changed.txt", context
@@ -518,6 +565,8 @@ def invite_member(account: Account, *, email: str, role: str, invited_by: Member
             expires_at=timezone.now() + timedelta(days=INVITATION_DAYS),
         )
         invitation.save()
+        # The role only: the address is personal data, and the trail is never edited.
+        record("member.invited", account=account, actor=invited_by.user, target=invitation, data={"role": role})
         link = settings.BASE_URL + reverse("invitations:accept", kwargs={"token": token})
         context = {"account_name": account.name, "role": Role(role).label, "link": link, "days": INVITATION_DAYS}
         transaction.on_commit(
@@ -546,11 +595,19 @@ def accept_invitation(invitation: Invitation, *, user: User) -> Membership:
         locked = Invitation.objects_unscoped_dangerous.select_for_update().get(pk=invitation.pk)
         if not locked.is_open_at(timezone.now()):
             raise AccountsError("This invitation is no longer valid.")
-        membership, _ = Membership.objects.get_or_create(
+        membership, joined = Membership.objects.get_or_create(
             account=invitation.account, user=user, defaults={"role": invitation.role}
         )
         locked.accepted_at = timezone.now()
         locked.save(update_fields=["accepted_at"])
+        if joined:
+            record(
+                "member.joined",
+                account=invitation.account,
+                actor=user,
+                target=("user", user.public_id),
+                data={"role": membership.role, "invitation": invitation.public_id},
+            )
     return membership
 
 
@@ -560,9 +617,12 @@ def user_email_index_for_account(invitation: Invitation, user: User) -> bytes:
 
 
 def withdraw_invitation(account: Account, invitation: Invitation) -> None:
+    """Withdraw an open invitation; an accepted or already withdrawn one is left as it is."""
     if invitation.accepted_at is None and invitation.revoked_at is None:
-        invitation.revoked_at = timezone.now()
-        invitation.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            invitation.revoked_at = timezone.now()
+            invitation.save(update_fields=["revoked_at"])
+            record("member.invitation_withdrawn", account=account, target=invitation)
 
 
 def _owner_count(account: Account) -> int:
@@ -577,8 +637,17 @@ def change_member_role(account: Account, membership: Membership, *, role: str, a
     with transaction.atomic():
         if membership.role == Role.OWNER and role != Role.OWNER and _owner_count(account) <= 1:
             raise AccountsError("The account needs at least one owner: make someone else an owner first.")
+        old_role = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
+        if old_role != role:
+            record(
+                "member.role_changed",
+                account=account,
+                actor=actor.user,
+                target=("user", membership.user.public_id),
+                data={"old": old_role, "new": role},
+            )
     return membership
 
 
@@ -589,7 +658,15 @@ def remove_member(account: Account, membership: Membership, *, actor: Membership
     with transaction.atomic():
         if membership.role == Role.OWNER and _owner_count(account) <= 1:
             raise AccountsError("The account needs at least one owner: make someone else an owner first.")
+        member = membership.user.public_id
         membership.delete()
+        record(
+            "member.removed",
+            account=account,
+            actor=actor.user,
+            target=("user", member),
+            data={"role": membership.role},
+        )
 
 
 # --- Profile and email ----------------------------------------------------------------
@@ -656,6 +733,8 @@ def request_email_change(user: User, *, new_email: str) -> None:
                 "accounts/email/email_change_confirm.txt",
                 {"confirm_url": settings.BASE_URL + path, "hours": hours},
             )
+        # Neither address: the trail holds no personal data.
+        record("auth.email_change_requested", actor=user)
         current_address = user.email
         notice = {"reset_request_url": settings.BASE_URL + reverse("accounts:password_reset"), "hours": hours}
         transaction.on_commit(lambda: _send_email(address, *to_new_address))
@@ -706,7 +785,8 @@ def confirm_email_change(user: User, *, user_id: str, token: str, keep_session: 
             raise AccountsError(EMAIL_TAKEN_SINCE) from None
         change.used_at = timezone.now()
         change.save(update_fields=["used_at"])
-        revoke_other_sessions(locked, keep=keep_session)
+        ended = end_other_sessions(locked, keep=keep_session)
+        record("auth.email_changed", actor=locked, data={"other_sessions_ended": ended})
         context = {"reset_request_url": settings.BASE_URL + reverse("accounts:password_reset")}
         transaction.on_commit(
             lambda: _send_email(

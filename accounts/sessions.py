@@ -5,6 +5,9 @@ carries. On every request the middleware finds that row (one indexed
 query), ends the session when the row is gone (revoked), idle longer than
 ``SESSION_IDLE_SECONDS`` or older than ``SESSION_ABSOLUTE_SECONDS``, and
 notes the time seen at most once a minute.
+
+Logins, logouts and revocations are audit events of the user (the platform
+chain), written in the transaction that adds or removes the session's row.
 """
 
 from __future__ import annotations
@@ -22,13 +25,29 @@ from django.shortcuts import redirect
 from django.utils import timezone
 
 from accounts.models import User, UserSession
+from audit.context import EMPTY, AuditContext, context_of, current_context
+from audit.services import record
 
 SESSION_ID_KEY = "bluespark_session"
 LAST_SEEN_PRECISION = timedelta(minutes=1)
+# Set on the request by SessionTrackingMiddleware before it logs a session out: why it ended.
+LOGOUT_REASON_ATTR = "bluespark_logout_reason"
+
+
+def audit_context_for(request: HttpRequest | None) -> AuditContext:
+    """The audit context of a signal's request: the bound one, else read from the request itself.
+
+    A request that did not pass through the audit middleware (a test client's
+    ``force_login``, a request built by hand) still names what it can.
+    """
+    context = current_context()
+    if context == EMPTY and request is not None:
+        return context_of(request)
+    return context
 
 
 def start_session(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -> None:
-    """``user_logged_in`` receiver: record the new browser session."""
+    """``user_logged_in`` receiver: record the new browser session, and ``auth.login`` with it."""
     if request is None or not hasattr(request, "session"):
         return
     tracked = UserSession(
@@ -36,26 +55,63 @@ def start_session(sender: Any, request: HttpRequest, user: User, **kwargs: Any) 
         user_agent=request.headers.get("User-Agent", "")[:300],
         ip_address=getattr(request, "client_ip", None) or "",
     )
-    tracked.save()
+    with transaction.atomic():
+        tracked.save()
+        record("auth.login", actor=user, target=tracked, context=audit_context_for(request))
     request.session[SESSION_ID_KEY] = tracked.public_id
 
 
 def end_session(sender: Any, request: HttpRequest, user: User | None, **kwargs: Any) -> None:
-    """``user_logged_out`` receiver: forget the browser session."""
-    if request is not None and hasattr(request, "session"):
-        session_id = request.session.get(SESSION_ID_KEY)
+    """``user_logged_out`` receiver: forget the browser session, and record ``auth.logout`` with its reason.
+
+    The reason is ``requested`` (the user logged out), or ``revoked``, ``idle``
+    or ``expired`` when the session tracking ended it.
+    """
+    if request is None or not hasattr(request, "session"):
+        return
+    session_id = request.session.get(SESSION_ID_KEY)
+    with transaction.atomic():
         if session_id:
             UserSession.objects.filter(public_id=session_id).delete()
+        if user is not None:
+            record(
+                "auth.logout",
+                actor=user,
+                target=("user_session", session_id) if session_id else None,
+                data={"reason": getattr(request, LOGOUT_REASON_ATTR, "requested")},
+                context=audit_context_for(request),
+            )
 
 
 def revoke_session(user: User, session_id: str) -> bool:
-    """End one of the user's sessions at its next request; False if it was not theirs or is gone."""
-    deleted, _ = UserSession.objects.filter(user=user, public_id=session_id).delete()
+    """End one of the user's sessions at its next request; False if it was not theirs or is gone.
+
+    Records ``session.revoked`` when a session ended.
+    """
+    with transaction.atomic():
+        deleted, _ = UserSession.objects.filter(user=user, public_id=session_id).delete()
+        if deleted:
+            record("session.revoked", actor=user, target=("user_session", session_id))
     return bool(deleted)
 
 
 def revoke_other_sessions(user: User, *, keep: str | None) -> int:
-    """End every session of the user except ``keep``; returns how many."""
+    """End every session of the user except ``keep``, at their request; returns how many.
+
+    Records ``session.others_revoked`` with the count, even when it is 0.
+    """
+    with transaction.atomic():
+        ended = end_other_sessions(user, keep=keep)
+        record("session.others_revoked", actor=user, data={"sessions_ended": ended})
+    return ended
+
+
+def end_other_sessions(user: User, *, keep: str | None) -> int:
+    """End every session of the user except ``keep``; returns how many.
+
+    Part of another change (a new password or address), whose own event says
+    how many sessions ended: no event of its own.
+    """
     with transaction.atomic():
         deleted, _ = UserSession.objects.filter(user=user).exclude(public_id=keep or "").delete()
     return deleted
@@ -84,15 +140,16 @@ class SessionTrackingMiddleware:
         tracked = UserSession.objects.filter(user=user, public_id=session_id).first() if session_id else None
         now = timezone.now()
         if tracked is None:
-            reason = "This session was ended. Please log in again."
+            cause, reason = "revoked", "This session was ended. Please log in again."
         elif now - tracked.last_seen_at > timedelta(seconds=settings.SESSION_IDLE_SECONDS):
-            reason = "You were logged out after a while without activity."
+            cause, reason = "idle", "You were logged out after a while without activity."
         elif now - tracked.created_at > timedelta(seconds=settings.SESSION_ABSOLUTE_SECONDS):
-            reason = "Your session reached its maximum length. Please log in again."
+            cause, reason = "expired", "Your session reached its maximum length. Please log in again."
         else:
             if now - tracked.last_seen_at >= LAST_SEEN_PRECISION:
                 UserSession.objects.filter(pk=tracked.pk).update(last_seen_at=now)
             return None
+        setattr(request, LOGOUT_REASON_ATTR, cause)
         logout(request)
         if request.path.startswith("/api/"):
             return None

@@ -7,6 +7,8 @@ again. Wrong codes (TOTP and recovery alike) are counted per user in a Redis
 token bucket: five in a burst, refilling over 15 minutes; while the bucket is
 empty every code is refused, right or wrong, and the lockout and its end are
 logged on ``bluespark.security`` under the user's public id, never the code.
+The same changes, wrong codes and lockouts are audit events of the user (the
+platform chain); the account's rule is an event of the account.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import Account, Membership, RecoveryCode, TOTPDevice, User
 from accounts.services import AccountsError
+from audit.services import record
 from security.ratelimit import RateLimit, hit
 
 security_logger = logging.getLogger("bluespark.security")
@@ -178,8 +181,9 @@ def confirm_enrolment(user: User, *, code: str) -> list[str]:
             device.last_used_step = step
             device.save(update_fields=["confirmed_at", "last_used_step"])
             codes = _replace_recovery_codes(user)
+            record("auth.two_factor_enabled", actor=user, target=device)
     if step is None:
-        _count_wrong_code(user)
+        _count_wrong_code(user, during="enrolment")
         raise WrongCode("That code is not right. Enter the code your app shows now.")
     security_logger.info("two_factor_enabled", extra={"user": user.public_id, "device": device.public_id})
     return codes
@@ -196,6 +200,7 @@ def verify_second_factor(user: User, *, code: str) -> SecondFactor:
     _refuse_while_locked(user)
     normalised = normalise_code(code)
     accepted: SecondFactor | None = None
+    codes_left = 0
     with transaction.atomic():
         device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed_at__isnull=False).first()
         if device is None:
@@ -216,13 +221,13 @@ def verify_second_factor(user: User, *, code: str) -> SecondFactor:
                 spent.used_at = timezone.now()
                 spent.save(update_fields=["used_at"])
                 accepted = SecondFactor.RECOVERY_CODE
+                codes_left = recovery_codes_left(user)
+                record("auth.recovery_code_used", actor=user, data={"codes_left": codes_left})
     if accepted is None:
-        _count_wrong_code(user)
+        _count_wrong_code(user, during="verification")
         raise WrongCode("That code is not right, or it was already used.")
     if accepted is SecondFactor.RECOVERY_CODE:
-        security_logger.warning(
-            "recovery_code_used", extra={"user": user.public_id, "recovery_codes_left": recovery_codes_left(user)}
-        )
+        security_logger.warning("recovery_code_used", extra={"user": user.public_id, "recovery_codes_left": codes_left})
     return accepted
 
 
@@ -236,6 +241,7 @@ def regenerate_recovery_codes(user: User) -> list[str]:
         if not TOTPDevice.objects.select_for_update().filter(user=user, confirmed_at__isnull=False).exists():
             raise TwoFactorError("Turn on two-factor authentication first.")
         codes = _replace_recovery_codes(user)
+        record("auth.recovery_codes_regenerated", actor=user, data={"count": len(codes)})
     security_logger.info("recovery_codes_regenerated", extra={"user": user.public_id})
     return codes
 
@@ -257,21 +263,30 @@ def disable_two_factor(user: User) -> None:
         )
         if requiring is not None:
             raise TwoFactorRequired(f"{requiring.account.name} requires two-factor authentication of its members.")
+        confirmed = confirmed_device_for(user)
         TOTPDevice.objects.filter(user=user).delete()
         RecoveryCode.objects.filter(user=user).delete()
+        # Dropping an enrolment that was never confirmed turns nothing off.
+        if confirmed is not None:
+            record("auth.two_factor_disabled", actor=user, target=("totp_device", confirmed.public_id))
     security_logger.warning("two_factor_disabled", extra={"user": user.public_id})
 
 
 def set_two_factor_requirement(account: Account, *, required: bool, actor: User) -> Account:
     """Require (or stop requiring) two-factor authentication of every member of the account.
 
-    Members without a device are sent to enrol at their next request.
+    Members without a device are sent to enrol at their next request. A
+    change is recorded as ``account.two_factor_required``.
     """
     with transaction.atomic():
         locked = Account.objects.select_for_update().get(pk=account.pk)
         changed = locked.require_two_factor != required
         locked.require_two_factor = required
         locked.save(update_fields=["require_two_factor"])
+        if changed:
+            record(
+                "account.two_factor_required", account=locked, actor=actor, target=locked, data={"required": required}
+            )
     account.require_two_factor = required
     if changed:
         security_logger.warning(
@@ -326,12 +341,15 @@ def _refuse_while_locked(user: User) -> None:
         raise TooManyCodeGuesses("Too many attempts, try again later.", retry_after=decision.retry_after)
     if cache.delete(_lockout_marker(user)):
         security_logger.info("two_factor_lockout_ended", extra={"user": user.public_id})
+        record("auth.two_factor_lockout_ended", actor=user)
 
 
-def _count_wrong_code(user: User) -> None:
+def _count_wrong_code(user: User, *, during: str) -> None:
+    """Count a wrong code (``during`` "enrolment" or "verification": a login or a re-authentication)."""
     now = time.time()
     hit(CODE_GUESSES, user.public_id, now=now)
     security_logger.warning("two_factor_code_rejected", extra={"user": user.public_id})
+    record("auth.two_factor_failed", actor=user, data={"during": during})
     after = hit(CODE_GUESSES, user.public_id, now=now, cost=0)
     if not after.allowed:
         # That was the last guess the bucket held: codes are refused until it refills a little.
@@ -340,3 +358,4 @@ def _count_wrong_code(user: User) -> None:
         security_logger.warning(
             "two_factor_lockout_started", extra={"user": user.public_id, "locked_until": locked_until.isoformat()}
         )
+        record("auth.two_factor_lockout_started", actor=user, data={"locked_until": locked_until.isoformat()})

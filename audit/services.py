@@ -15,6 +15,7 @@ from audit.models import PLATFORM_CHAIN, AuditChainHead, AuditEvent
 # A value that looks like an email address is refused in event data: the
 # trail is append-only, so personal data written there could never be erased.
 _EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 class UnsafeAuditData(ValueError):
@@ -33,7 +34,8 @@ def _target(target: Any) -> tuple[str, str]:
     if isinstance(target, tuple):
         kind, identifier = target
         return str(kind), str(identifier)
-    return target._meta.model_name, target.public_id
+    # ApiKey -> api_key, TOTPDevice -> totp_device: the names the API documents.
+    return _CAMEL_BOUNDARY.sub("_", type(target).__name__).lower(), target.public_id
 
 
 def _check_data(value: Any, path: str = "data") -> None:
@@ -65,6 +67,8 @@ def _actor(context: AuditContext, actor: Any) -> tuple[str, str | None]:
         return AuditEvent.ActorType.USER, context.user_id
     if context.api_key_id:
         return AuditEvent.ActorType.API_KEY, None
+    if context.request_id:
+        return AuditEvent.ActorType.ANONYMOUS, None
     return AuditEvent.ActorType.SYSTEM, None
 
 
