@@ -109,4 +109,8 @@ class TenantAPIView(GenericAPIView):
         return super().finalize_response(request, response, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet:
+        # A model that names its account otherwise (the audit trail keeps public ids, not keys) says how.
+        account_filter = getattr(self.model, "account_filter", None)
+        if account_filter is not None:
+            return self.model.objects.filter(**account_filter(self.account))
         return self.model.objects.filter(account=self.account)

@@ -3,6 +3,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import reauth
+from audit import api as audit_api
 from bluespark import views
 from campaigns import api as campaigns_api
 
@@ -11,12 +12,14 @@ dashboard_patterns = [
     path("lists/", include("contacts.urls")),
     path("campaigns/", include("campaigns.urls")),
     path("settings/", include("accounts.account_urls")),
+    path("audit/", include("audit.urls")),
 ]
 
 api_v1_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("campaigns/", campaigns_api.CampaignListAPI.as_view(), name="api-campaign-list"),
     path("campaigns/<str:public_id>/", campaigns_api.CampaignDetailAPI.as_view(), name="api-campaign-detail"),
+    path("audit-events/", audit_api.AuditEventListAPI.as_view(), name="api-audit-event-list"),
 ]
 
 urlpatterns = [
