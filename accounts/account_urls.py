@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from accounts import account_views, api_key_views, team_views, two_factor_views
+from accounts import account_views, api_key_views, support_views, team_views, two_factor_views
 
 app_name = "account_settings"
 
@@ -18,4 +18,7 @@ urlpatterns = [
     path("team/<str:user_id>/role/", team_views.team_change_role, name="team_role"),
     path("team/<str:user_id>/remove/", team_views.team_remove, name="team_remove"),
     path("security/", two_factor_views.account_security, name="security"),
+    path("support/", support_views.support_index, name="support"),
+    path("support/grant/", support_views.support_grant, name="support_grant"),
+    path("support/<str:grant_id>/withdraw/", support_views.support_withdraw, name="support_withdraw"),
 ]

@@ -333,3 +333,68 @@ class EmailChange(models.Model):
 
     def is_open_at(self, moment: datetime) -> bool:
         return self.used_at is None and self.expires_at > moment
+
+
+class SupportGrant(TenantModel):
+    """An owner's or admin's permission for Bluespark support to enter the account, for a while."""
+
+    class Access(models.TextChoices):
+        READ_ONLY = "read_only", "Read only"
+        READ_WRITE = "read_write", "Read and write"
+
+    public_id = PublicIdField(prefix="grt")
+    access = models.CharField(max_length=16, choices=Access.choices, default=Access.READ_ONLY)
+    # A ticket number in Bluespark's help desk, typed by the customer: not personal data.
+    ticket = models.CharField(max_length=64, blank=True, default="")
+    granted_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta(TenantModel.Meta):
+        constraints = public_id_constraints("accounts_supportgrant")
+        indexes = [models.Index(fields=["account", "-expires_at"], name="accounts_supportgrant_current")]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    def is_active_at(self, moment: datetime) -> bool:
+        return self.withdrawn_at is None and self.expires_at > moment
+
+
+class SupportSession(TenantModel):
+    """A staff member inside one account, acting as one of its members, for a limited time.
+
+    The reason and a break-glass justification are typed by staff about the
+    customer's problem and may hold personal data: encrypted with the
+    account's keys.
+    """
+
+    public_id = PublicIdField(prefix="sup")
+    staff = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    acting_as = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    grant = models.ForeignKey(SupportGrant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    access = models.CharField(max_length=16, choices=SupportGrant.Access.choices)
+    reason = EncryptedTextField()
+    ticket = models.CharField(max_length=64, blank=True, default="")
+    break_glass = models.BooleanField(default=False)
+    justification = EncryptedTextField(blank=True, default="")
+    started_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=32, blank=True, default="")
+
+    class Meta(TenantModel.Meta):
+        constraints = public_id_constraints("accounts_supportsession")
+        indexes = [models.Index(fields=["account", "-started_at"], name="accounts_supportsession_recent")]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def is_read_only(self) -> bool:
+        return self.access == SupportGrant.Access.READ_ONLY
+
+    def is_open_at(self, moment: datetime) -> bool:
+        return self.ended_at is None and self.expires_at > moment

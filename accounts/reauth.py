@@ -73,6 +73,11 @@ def require_recent_authentication(view: View) -> View:
 
     @functools.wraps(view)
     def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if getattr(request, "support_session", None) is not None:
+            # What needs the customer's own password is the customer's alone: never support's.
+            from accounts.support_middleware import refuse_customer_only_action
+
+            return refuse_customer_only_action(request)
         if is_recently_verified(request):
             return view(request, *args, **kwargs)
         target = reverse("reauthenticate") + "?" + urlencode({"next": request.get_full_path()})

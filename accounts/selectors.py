@@ -6,7 +6,16 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from accounts.models import Account, ApiKey, DataKeyRotation, Invitation, Membership, User
+from accounts.models import (
+    Account,
+    ApiKey,
+    DataKeyRotation,
+    Invitation,
+    Membership,
+    SupportGrant,
+    SupportSession,
+    User,
+)
 
 
 def membership_for(user: User, account_public_id: str) -> Membership | None:
@@ -59,3 +68,55 @@ def open_invitation_list(account: Account) -> QuerySet[Invitation]:
 def access_invitation(account: Account, public_id: str) -> Invitation:
     """The account's invitation with that id; Http404 when missing or another account's."""
     return get_object_or_404(Invitation.objects.filter(account=account), public_id=public_id)
+
+
+# --- support access ----------------------------------------------------------------------------
+
+
+def support_grant_list(account: Account) -> QuerySet[SupportGrant]:
+    return SupportGrant.objects.filter(account=account).select_related("granted_by").order_by("-created_at", "-id")
+
+
+def access_support_grant(account: Account, public_id: str) -> SupportGrant:
+    """The account's grant with that id; Http404 when missing or another account's."""
+    return get_object_or_404(SupportGrant.objects.filter(account=account), public_id=public_id)
+
+
+def support_session_list(account: Account, *, limit: int = 50) -> list[SupportSession]:
+    """The account's most recent support sessions, for its owners and admins."""
+    return list(
+        SupportSession.objects.filter(account=account)
+        .select_related("staff", "acting_as")
+        .order_by("-started_at", "-id")[:limit]
+    )
+
+
+def accounts_for_staff(query: str, *, limit: int = 50) -> QuerySet[Account]:
+    """The staff console's account list: names and ids only, by name or exact public id."""
+    accounts = Account.objects.order_by("name", "id")
+    if query:
+        accounts = accounts.filter(name__icontains=query) | Account.objects.filter(public_id=query)
+    return accounts[:limit]
+
+
+def account_for_staff(public_id: str) -> Account:
+    return get_object_or_404(Account, public_id=public_id)
+
+
+def members_support_may_act_as(account: Account) -> list[User]:
+    """The account's members that support may act as: never a staff member."""
+    return [
+        membership.user
+        for membership in Membership.objects.filter(account=account, user__is_staff=False, user__is_active=True)
+        .select_related("user")
+        .order_by("role", "created_at", "id")
+    ]
+
+
+def support_sessions_of_staff(staff: User, *, limit: int = 20) -> list[SupportSession]:
+    """A staff member's own recent sessions, across accounts (no reason shown: it is the account's data)."""
+    return list(
+        SupportSession.objects_unscoped_dangerous.filter(staff=staff)
+        .select_related("account", "acting_as")
+        .order_by("-started_at", "-id")[:limit]
+    )

@@ -58,7 +58,9 @@ ACTIONS: dict[str, str] = {
     "support.session_ended": "A support session ended",
     "support.session_refused": "A support session was refused",
     "support.break_glass": "A support session started without a grant",
+    "support.write_made": "A change was made during a support session",
     "support.write_refused": "A write was refused in a read-only support session",
+    "support.action_refused": "An action only the customer may take was refused in a support session",
 }
 
 

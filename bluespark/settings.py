@@ -113,6 +113,8 @@ MIDDLEWARE = [
     "accounts.sessions.SessionTrackingMiddleware",
     # After sessions are checked: who must use 2FA and has not set it up reaches only enrolment.
     "accounts.two_factor_middleware.TwoFactorRequirementMiddleware",
+    # Staff in a support session act as the member from here on (role checks, account scope).
+    "accounts.support_middleware.SupportSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -275,6 +277,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Sensitive actions need a password check at most this old (accounts/reauth.py).
 REAUTHENTICATION_SECONDS = env_int("BLUESPARK_REAUTHENTICATION_SECONDS", 300, minimum=30)
+# A support session lasts this long at most (and never beyond its grant).
+SUPPORT_SESSION_MINUTES = env_int("BLUESPARK_SUPPORT_SESSION_MINUTES", 60, minimum=5)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"

@@ -31,6 +31,7 @@ urlpatterns = [
     path("accounts/invitations/", include("accounts.invitation_urls")),
     path("accounts/2fa/", include("accounts.two_factor_urls")),
     path("accounts/", include("accounts.urls")),
+    path("staff/", include("accounts.staff_urls")),
     # The middleware resolves <account_id> after a membership check and scopes the request.
     path("a/<str:account_id>/", include(dashboard_patterns)),
     path("api/v1/", include(api_v1_patterns)),

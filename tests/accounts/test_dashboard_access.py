@@ -8,6 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import ApiScope, Role
 from accounts.services import create_api_key, invite_member
+from accounts.support import grant_support_access
 from accounts.tenancy import account_scope
 from security.identifiers import new_public_id
 from tests.cast import CastTestCase
@@ -47,6 +48,9 @@ class DashboardAccessTests(CastTestCase):
             with account_scope(account), cls.captureOnCommitCallbacks():
                 sent = invite_member(account, email=f"new@{prefix}.test", role=Role.EDITOR, invited_by=owners[prefix])
             setattr(cls, f"{prefix}_invitation", sent.invitation)
+            owner = owners[prefix].user
+            grant = grant_support_access(account, access="read_only", days=1, ticket="", granted_by=owner)
+            setattr(cls, f"{prefix}_grant", grant)
 
     def url(self, name: str, kwargs: list[str], account, *, foreign_objects: bool = False) -> str:
         source = "globex" if foreign_objects else "acme"
@@ -56,6 +60,7 @@ class DashboardAccessTests(CastTestCase):
             "campaign_id": getattr(self, f"{source}_campaign").public_id,
             "key_id": getattr(self, f"{source}_api_key").public_id,
             "invitation_id": getattr(self, f"{source}_invitation").public_id,
+            "grant_id": getattr(self, f"{source}_grant").public_id,
             "user_id": (self.vic if source == "acme" else self.charlie).public_id,
         }
         missing = set(kwargs) - set(values)
@@ -100,7 +105,7 @@ class DashboardAccessTests(CastTestCase):
     def test_acme_objects_are_404_through_charlies_own_account(self):
         self.client.force_login(self.charlie)
         for name, _, kwargs in dashboard_routes():
-            if {"list_id", "campaign_id", "key_id", "invitation_id", "user_id"} & set(kwargs):
+            if {"list_id", "campaign_id", "key_id", "invitation_id", "user_id", "grant_id"} & set(kwargs):
                 url = self.url(name, kwargs, self.globex, foreign_objects=False)
                 response = self.client.get(url)
                 if response.status_code == 405:  # a POST-only action: ask it the way it answers

@@ -163,6 +163,7 @@ class RoleMatrixTests(TeamTestCase):
             "user_id": self.vic.public_id,
             "key_id": "key_" + "a" * 26,
             "invitation_id": "inv_" + "a" * 26,
+            "grant_id": "grt_" + "a" * 26,
         }
         assert DashboardAccessTests  # the walker shared with the access tests
         checked = 0
