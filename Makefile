@@ -129,14 +129,18 @@ secrets:
 	cd $(SECRETS_DIR); \
 	[ -s secret_key ] || { token 64 > secret_key; created secret_key; }; \
 	[ -s postgres_password ] || { token 32 > postgres_password; created postgres_password; }; \
-	[ -s database_url ] || { echo "postgres://bluespark:$$(cat postgres_password)@postgres:5432/bluespark" > database_url; created database_url; }; \
+	[ -s database_owner_url ] || { echo "postgres://bluespark:$$(cat postgres_password)@postgres:5432/bluespark" > database_owner_url; created "database_owner_url (the tables' owner: the migrate service only)"; }; \
+	[ -s postgres_app_password ] || { token 32 > postgres_app_password; created postgres_app_password; }; \
+	[ -s database_url ] || { echo "postgres://bluespark_app:$$(cat postgres_app_password)@postgres:5432/bluespark" > database_url; created "database_url (the application's role, bluespark_app)"; }; \
+	case "$$(cat database_url)" in postgres://bluespark:*|postgresql://bluespark:*) \
+		echo "warning: $(SECRETS_DIR)/database_url connects as bluespark, the tables' owner, so the audit trail is not append-only for the application; see docs/operations.md, \"Database roles\"" >&2;; esac; \
 	[ -s keystore_password ] || { token 32 > keystore_password; created keystore_password; }; \
 	[ -s keystore_database_url ] || { echo "postgres://keystore:$$(cat keystore_password)@keystore:5432/keystore" > keystore_database_url; created keystore_database_url; }; \
 	[ -s keyring ] || { (cd ../.. && $(PYTHON) -c "import json; from security.keyring import generate_keyring_document as g; print(json.dumps(g('prod'), indent=2))") > keyring; created "keyring (the master keys: back it up apart from the databases)"; }; \
 	[ -s redis_password ] || { token 32 > redis_password; created redis_password; }; \
 	[ -s redis_url ] || { echo "redis://:$$(cat redis_password)@redis:6379/0" > redis_url; created redis_url; }; \
 	[ -e email_host_password ] || { : > email_host_password; created "email_host_password (empty: write your SMTP relay's password into it)"; }; \
-	chmod 644 secret_key postgres_password database_url keystore_password keystore_database_url keyring redis_password redis_url email_host_password
+	chmod 644 secret_key postgres_password postgres_app_password database_owner_url database_url keystore_password keystore_database_url keyring redis_password redis_url email_host_password
 
 clean:
 	rm -rf .tmp staticfiles

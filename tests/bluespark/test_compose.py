@@ -25,8 +25,21 @@ from django.conf import settings
 from gunicorn.config import Config
 
 ROOT = Path(settings.BASE_DIR)
-SERVICES = {"postgres", "keystore", "redis", "web", "worker", "beat", "proxy"}
+SERVICES = {"postgres", "keystore", "redis", "migrate", "web", "worker", "beat", "proxy"}
 APP_SERVICES = ("web", "worker", "beat")
+SECRET_FILES = (
+    "secret_key",
+    "postgres_password",
+    "postgres_app_password",
+    "database_url",
+    "database_owner_url",
+    "keystore_password",
+    "keystore_database_url",
+    "keyring",
+    "redis_password",
+    "redis_url",
+)
+INIT_SCRIPT = "/docker-entrypoint-initdb.d/01-app-role.sh"
 ENVIRONMENT = {"BLUESPARK_HOST": "mail.example.test", "EMAIL_HOST": "smtp.example.test"}
 
 
@@ -45,16 +58,8 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "deploy" / "secrets").mkdir(parents=True)
     (tmp_path / "deploy" / "certs").mkdir()
     shutil.copy(ROOT / "deploy" / "nginx.conf", tmp_path / "deploy" / "nginx.conf")
-    for name in (
-        "secret_key",
-        "postgres_password",
-        "database_url",
-        "keystore_password",
-        "keystore_database_url",
-        "keyring",
-        "redis_password",
-        "redis_url",
-    ):
+    shutil.copytree(ROOT / "deploy" / "postgres", tmp_path / "deploy" / "postgres")
+    for name in SECRET_FILES:
         (tmp_path / "deploy" / "secrets" / name).write_text(f"test-{name}\n")
     (tmp_path / "deploy" / "secrets" / "email_host_password").write_text("")
     return tmp_path
@@ -128,18 +133,36 @@ def test_the_databases_sit_on_an_internal_network_only(config):
         assert set(config["services"][name]["networks"]) == {"data"}, name
 
 
-def test_the_web_service_migrates_then_runs_gunicorn_behind_healthy_databases(config):
-    web = config["services"]["web"]
-    command = " ".join(web["command"])
+def test_a_one_shot_service_migrates_before_the_app_starts_behind_healthy_databases(config):
+    services = config["services"]
+    migrate = services["migrate"]
+    command = " ".join(migrate["command"])
 
-    assert "gunicorn bluespark.wsgi" in command
-    assert command.index("migrate --noinput") < command.index("gunicorn")
-    assert "--access-logfile" not in command
-    assert {name: dependency["condition"] for name, dependency in web["depends_on"].items()} == {
+    assert "python manage.py migrate --noinput" in command
+    assert "python manage.py migrate --database keystore --noinput" in command
+    assert migrate["restart"] == "no"
+    assert set(migrate["networks"]) == {"data"}
+    assert {name: dependency["condition"] for name, dependency in migrate["depends_on"].items()} == {
         "postgres": "service_healthy",
         "keystore": "service_healthy",
         "redis": "service_healthy",
     }
+    for name in APP_SERVICES:
+        assert {n: dependency["condition"] for n, dependency in services[name]["depends_on"].items()} == {
+            "postgres": "service_healthy",
+            "keystore": "service_healthy",
+            "redis": "service_healthy",
+            "migrate": "service_completed_successfully",
+        }, name
+        assert "migrate" not in " ".join(services[name]["command"]), name
+
+
+def test_the_web_service_runs_gunicorn(config):
+    web = config["services"]["web"]
+    command = " ".join(web["command"])
+
+    assert command == "gunicorn bluespark.wsgi --config gunicorn.conf.py"
+    assert "--access-logfile" not in command
     assert "/healthz" in " ".join(web["healthcheck"]["test"])
 
 
@@ -158,7 +181,7 @@ def test_there_is_one_beat(config):
 
 
 def test_the_app_runs_in_prod_with_its_secrets_as_files_only(config):
-    for name in APP_SERVICES:
+    for name in (*APP_SERVICES, "migrate"):
         environment = config["services"][name]["environment"]
         assert environment["BLUESPARK_ENV"] == "prod", name
         assert environment["ALLOWED_HOSTS"] == "mail.example.test", name
@@ -234,4 +257,88 @@ def test_the_key_store_is_its_own_database_server_and_the_keyring_a_file(config)
         environment = services[name]["environment"]
         assert environment["BLUESPARK_KEYRING_FILE"] == "/run/secrets/keyring", name
         assert "BLUESPARK_KEYRING" not in environment, name
-    assert "migrate --database keystore" in " ".join(services["web"]["command"])
+    assert "migrate --database keystore" in " ".join(services["migrate"]["command"])
+
+
+def secret_sources(service: dict) -> set[str]:
+    return {secret["source"] for secret in service.get("secrets", [])}
+
+
+def test_the_app_connects_as_its_own_role_and_only_migrate_as_the_tables_owner(config):
+    services = config["services"]
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["DATABASE_URL_FILE"] == "/run/secrets/database_url", name
+        assert "database_url" in secret_sources(services[name]), name
+        assert "database_owner_url" not in secret_sources(services[name]), name
+    migrate = services["migrate"]
+    assert migrate["environment"]["DATABASE_URL_FILE"] == "/run/secrets/database_owner_url"
+    assert "database_owner_url" in secret_sources(migrate)
+    assert "database_url" not in secret_sources(migrate)
+    owners = {name for name, service in services.items() if "database_owner_url" in secret_sources(service)}
+    assert owners == {"migrate"}
+
+
+def test_the_database_creates_the_application_role_when_it_is_first_initialised(config, project):
+    postgres = config["services"]["postgres"]
+    mounts = {volume["target"]: volume for volume in postgres["volumes"] if volume["type"] == "bind"}
+    script = ROOT / "deploy" / "postgres" / "01-app-role.sh"
+    text = script.read_text()
+
+    assert mounts[INIT_SCRIPT]["source"] == str(project / "deploy" / "postgres" / "01-app-role.sh")
+    # The script reads the SQL from where it is mounted: outside the init folder, which
+    # the entrypoint would run a .sql file from by itself, without the password.
+    [sql_path] = re.findall(r"BLUESPARK_APP_ROLE_SQL:-([^}]+)}", text)
+    assert mounts[sql_path]["source"] == str(project / "deploy" / "postgres" / "app-role.sql")
+    assert not sql_path.startswith("/docker-entrypoint-initdb.d/")
+    assert all(volume["read_only"] for volume in mounts.values())
+    assert script.stat().st_mode & 0o111, "the entrypoint runs an executable script (and sources any other)"
+    [password_path] = re.findall(r"POSTGRES_APP_PASSWORD_FILE:-([^}]+)}", text)
+    assert password_path == "/run/secrets/postgres_app_password"
+    assert {"postgres_password", "postgres_app_password"} <= secret_sources(postgres)
+    assert postgres["environment"]["POSTGRES_USER"] == "bluespark"
+
+
+def test_every_secret_the_services_use_is_declared_as_a_file(config):
+    used = set().union(*(secret_sources(service) for service in config["services"].values()))
+
+    assert used == set(config["secrets"])
+    assert {"database_owner_url", "postgres_app_password", "database_url"} <= used
+    assert set(config["secrets"]) == {*SECRET_FILES, "email_host_password"}
+
+
+def test_make_secrets_creates_the_role_urls_and_never_overwrites(tmp_path):
+    secrets_dir = tmp_path / "deploy" / "secrets"
+    secrets_dir.mkdir(parents=True)
+    # The keyring is generated with the project's code; the rest are plain tokens.
+    (secrets_dir / "keyring").write_text("{}\n")
+
+    def make_secrets() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["make", "--no-print-directory", "-C", str(ROOT), "secrets", f"SECRETS_DIR={secrets_dir}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    first = make_secrets()
+
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == ""
+    assert {path.name for path in secrets_dir.iterdir()} == {*SECRET_FILES, "email_host_password"}
+    read = {path.name: path.read_text().strip() for path in secrets_dir.iterdir()}
+    assert read["database_url"] == f"postgres://bluespark_app:{read['postgres_app_password']}@postgres:5432/bluespark"
+    assert read["database_owner_url"] == f"postgres://bluespark:{read['postgres_password']}@postgres:5432/bluespark"
+    assert read["postgres_app_password"] != read["postgres_password"]
+
+    # A deployment from before the two roles: its database_url is the owner's. Kept, with a warning.
+    (secrets_dir / "database_url").write_text(read["database_owner_url"] + "\n")
+    second = make_secrets()
+
+    assert second.returncode == 0, second.stderr
+    assert "created" not in second.stdout
+    assert "database_url connects as bluespark, the tables' owner" in second.stderr
+    assert {path.name: path.read_text().strip() for path in secrets_dir.iterdir()} == {
+        **read,
+        "database_url": read["database_owner_url"],
+    }
