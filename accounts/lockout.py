@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import User, user_email_index
-from accounts.sessions import audit_context_for
+from audit.context import context_for
 from audit.request_context import client_ip
 from audit.services import record
 
@@ -47,7 +47,7 @@ def record_login_failed(sender: object, credentials: dict, request: HttpRequest 
     """
     username = credentials.get("username")
     user = User.objects.with_email(str(username)).first() if isinstance(username, str) and username else None
-    record("auth.login_failed", actor=user, context=audit_context_for(request))
+    record("auth.login_failed", actor=user, context=context_for(request))
 
 
 # --- lockouts as security and audit events ----------------------------------------------------
@@ -91,7 +91,7 @@ def _end(kind: str, value: str, *, reason: str, request: HttpRequest | None = No
             "auth.lockout_ended",
             actor=subject["user"],
             data={"locked_by": kind, "reason": reason},
-            context=audit_context_for(request),
+            context=context_for(request),
         )
 
 
@@ -123,7 +123,7 @@ def record_lockout(
                 "auth.lockout_started",
                 actor=subject["user"],
                 data={"locked_by": kind, "locked_until": locked_until.isoformat()},
-                context=audit_context_for(request),
+                context=context_for(request),
             )
 
 

@@ -25,25 +25,13 @@ from django.shortcuts import redirect
 from django.utils import timezone
 
 from accounts.models import User, UserSession
-from audit.context import EMPTY, AuditContext, context_of, current_context
+from audit.context import context_for
 from audit.services import record
 
 SESSION_ID_KEY = "bluespark_session"
 LAST_SEEN_PRECISION = timedelta(minutes=1)
 # Set on the request by SessionTrackingMiddleware before it logs a session out: why it ended.
 LOGOUT_REASON_ATTR = "bluespark_logout_reason"
-
-
-def audit_context_for(request: HttpRequest | None) -> AuditContext:
-    """The audit context of a signal's request: the bound one, else read from the request itself.
-
-    A request that did not pass through the audit middleware (a test client's
-    ``force_login``, a request built by hand) still names what it can.
-    """
-    context = current_context()
-    if context == EMPTY and request is not None:
-        return context_of(request)
-    return context
 
 
 def start_session(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -> None:
@@ -57,7 +45,7 @@ def start_session(sender: Any, request: HttpRequest, user: User, **kwargs: Any) 
     )
     with transaction.atomic():
         tracked.save()
-        record("auth.login", actor=user, target=tracked, context=audit_context_for(request))
+        record("auth.login", actor=user, target=tracked, context=context_for(request))
     request.session[SESSION_ID_KEY] = tracked.public_id
 
 
@@ -79,7 +67,7 @@ def end_session(sender: Any, request: HttpRequest, user: User | None, **kwargs: 
                 actor=user,
                 target=("user_session", session_id) if session_id else None,
                 data={"reason": getattr(request, LOGOUT_REASON_ATTR, "requested")},
-                context=audit_context_for(request),
+                context=context_for(request),
             )
 
 

@@ -97,3 +97,15 @@ def bound_context(context: AuditContext) -> Iterator[None]:
     finally:
         _snapshot.reset(snapshot_token)
         _request.reset(request_token)
+
+
+def context_for(request: HttpRequest | None) -> AuditContext:
+    """The context of a signal's request: the bound one, else read from the request itself.
+
+    A request that did not pass through the audit middleware (a test client's
+    ``force_login``, a request built by hand) still names what it can.
+    """
+    context = current_context()
+    if context == EMPTY and request is not None:
+        return context_of(request)
+    return context
