@@ -143,7 +143,7 @@ class EncryptedTextField(models.BinaryField):
         return [
             (field.attname, field.purpose)
             for field in self.model._meta.concrete_fields
-            if isinstance(field, BlindIndexField) and field.source == self.name
+            if isinstance(field, BlindIndexField) and field.source == self.name and field.verify_on_read
         ]
 
     def _check_blind_index(self, instance: models.Model, scope: str, plaintext: str) -> None:
@@ -221,11 +221,16 @@ class EncryptedTextField(models.BinaryField):
 class BlindIndexField(models.BinaryField):
     """HMAC-SHA256 of another field's canonical value, computed on save."""
 
-    def __init__(self, *args: Any, source: str, purpose: str = "email", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, source: str, purpose: str = "email", verify_on_read: bool = True, **kwargs: Any
+    ) -> None:
         if purpose not in CANONICAL_FORMS:
             raise ValueError(f"Unknown blind-index purpose {purpose!r}.")
         self.source = source
         self.purpose = purpose
+        # The index that identifies the value is checked against it on every read; a derived
+        # one (the email's domain, for segments) is not, so it costs no HMAC per read.
+        self.verify_on_read = verify_on_read
         kwargs.setdefault("editable", False)
         super().__init__(*args, **kwargs)
 
@@ -233,6 +238,8 @@ class BlindIndexField(models.BinaryField):
         name, path, args, kwargs = super().deconstruct()
         kwargs["source"] = self.source
         kwargs["purpose"] = self.purpose
+        if not self.verify_on_read:
+            kwargs["verify_on_read"] = False
         return name, path, args, kwargs
 
     def pre_save(self, model_instance: models.Model, add: bool) -> bytes | None:
@@ -357,7 +364,9 @@ def open_column(
     index_purpose = None
     if blind_indexes is not None:
         index_purpose = next(
-            f.purpose for f in model._meta.concrete_fields if isinstance(f, BlindIndexField) and f.source == field_name
+            f.purpose
+            for f in model._meta.concrete_fields
+            if isinstance(f, BlindIndexField) and f.source == field_name and f.verify_on_read
         )
         index_key, canonical = keys.index_key(scope, index_purpose), CANONICAL_FORMS[index_purpose]
     opened = []
