@@ -398,3 +398,31 @@ class SupportSession(TenantModel):
 
     def is_open_at(self, moment: datetime) -> bool:
         return self.ended_at is None and self.expires_at > moment
+
+
+class IdempotencyRecord(TenantModel):
+    """The answer given to a POST with an ``Idempotency-Key``, replayed when the same key comes again.
+
+    Keyed per account and API key; the request's fingerprint (method, path,
+    body digest) guards against reusing a key for another request. The stored
+    answer may hold personal data (a contact's address), so it is encrypted.
+    Records are kept for a day.
+    """
+
+    public_id = PublicIdField(prefix="idem")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.BinaryField(max_length=32)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = EncryptedTextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta(TenantModel.Meta):
+        constraints = [
+            *public_id_constraints("accounts_idempotencyrecord"),
+            models.UniqueConstraint(fields=["account", "api_key", "key"], name="accounts_idempotency_key_uniq"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="accounts_idempotency_created")]
+
+    def __str__(self) -> str:
+        return self.public_id

@@ -263,3 +263,23 @@ class ContactImport(TenantModel):
 
     def __str__(self) -> str:
         return self.public_id
+
+
+class Segment(TenantModel):
+    """A saved filter over the account's contacts (``contacts.segments`` defines the language)."""
+
+    public_id = PublicIdField(prefix="seg")
+    name = models.CharField(max_length=200)
+    definition = models.JSONField(default=dict)
+    # Counted in the background for large accounts; None until first counted.
+    cached_count = models.BigIntegerField(null=True, blank=True)
+    counted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta(TenantModel.Meta):
+        constraints = public_id_constraints("contacts_segment")
+        indexes = [models.Index(fields=["account", "-created_at"], name="contacts_segment_recent")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,3 @@
+"""Background work on audiences. Celery finds tasks in this module; feature modules keep their own."""
+
+from __future__ import annotations
