@@ -50,6 +50,14 @@ ACTIONS: dict[str, str] = {
     # Contacts and campaigns (recorded by those features).
     "contact.exported": "Exported contacts",
     "contact.erased": "Erased a contact's personal data",
+    "contact.deleted": "Deleted a contact",
+    "contact.data_exported": "Exported everything held about a contact (GDPR)",
+    "contact.import_started": "Started a contact import",
+    "contact.import_finished": "A contact import finished",
+    "contact.import_cancelled": "Cancelled a contact import",
+    "list.deleted": "Deleted a list",
+    "suppression.added": "Added an address to the suppression list",
+    "suppression.removed": "Removed an address from the suppression list",
     "campaign.sent": "Sent a campaign",
     # Support access.
     "support.grant_created": "Granted support access",
