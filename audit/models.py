@@ -8,13 +8,30 @@ personal data that a right-to-erasure request would oblige us to edit.
 
 from __future__ import annotations
 
+import hashlib
+
 from django.db import models
 from django.utils import timezone
 
 from security.identifiers import PublicIdField
 
-# Events of no account (a user's own logins, platform staff work) chain here.
+# Events of no account chain apart from the accounts' trails: a user's own events (logins,
+# password, 2FA) on that user's chain, events of no one known (a failed login for an
+# unknown address, a guessed key) on one of a few platform shards chosen by the address.
+# Spreading them keeps a burst of failed logins from queueing on one chain's lock.
 PLATFORM_CHAIN = "platform"
+PLATFORM_SHARDS = 16
+
+
+def user_chain(user_public_id: str) -> str:
+    return f"user:{user_public_id}"
+
+
+def platform_chain(ip: str | None) -> str:
+    if not ip:
+        return PLATFORM_CHAIN
+    shard = int.from_bytes(hashlib.sha256(ip.encode()).digest()[:2], "big") % PLATFORM_SHARDS
+    return f"{PLATFORM_CHAIN}:{shard:02d}"
 
 
 class AuditEvent(models.Model):
@@ -29,7 +46,7 @@ class AuditEvent(models.Model):
         SYSTEM = "system", "Bluespark"
 
     public_id = PublicIdField(prefix="evt", unique=True)
-    # An account's public id, or PLATFORM_CHAIN; each chain is hashed on its own.
+    # An account's public id, a user's chain or a platform shard; each chain is hashed on its own.
     chain = models.CharField(max_length=40)
     sequence = models.BigIntegerField()
     account_id = models.CharField(max_length=40, blank=True, default="")

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from audit.actions import check_action
 from audit.chain import GENESIS, event_hash
 from audit.context import AuditContext, current_context
-from audit.models import PLATFORM_CHAIN, AuditChainHead, AuditEvent
+from audit.models import AuditChainHead, AuditEvent, platform_chain, user_chain
 
 # A value that looks like an email address is refused in event data: the
 # trail is append-only, so personal data written there could never be erased.
@@ -93,7 +93,7 @@ def record(
     data: dict[str, Any] | None = None,
     context: AuditContext | None = None,
 ) -> AuditEvent:
-    """Append one event to the account's chain (the platform's when ``account`` is None).
+    """Append one event to the account's chain (without an account: the actor's, else a platform shard).
 
     ``account`` is an Account or its public id. ``actor`` names the user when
     no one is signed in yet (a login, a reset link) and is otherwise read from
@@ -108,8 +108,13 @@ def record(
     _check_data(details)
     context = context or current_context()
     account_id = _public_id(account)
-    chain = account_id or PLATFORM_CHAIN
     actor_type, actor_id = _actor(context, actor)
+    if account_id:
+        chain = account_id
+    elif actor_id:
+        chain = user_chain(actor_id)
+    else:
+        chain = platform_chain(context.ip)
     target_type, target_id = _target(target)
     with transaction.atomic():
         head = _locked_head(chain)

@@ -12,7 +12,7 @@ from django.db.utils import DatabaseError
 
 from audit.actions import UnknownAction
 from audit.context import AuditContext, bound_context
-from audit.models import PLATFORM_CHAIN, AuditChainHead, AuditEvent
+from audit.models import PLATFORM_CHAIN, PLATFORM_SHARDS, AuditChainHead, AuditEvent, platform_chain
 from audit.services import UnsafeAuditData, record
 from tests.cast import CastTestCase
 
@@ -75,9 +75,21 @@ class RecordTests(CastTestCase):
         assert (by_key.actor_type, by_key.api_key_id) == ("api_key", "key_bbbbbbbbbbbbbbbbbbbbbbbbbb")
         assert (by_system.actor_type, by_system.actor_id) == ("system", "")
 
-    def test_events_without_an_account_go_to_the_platform_chain(self):
+    def test_events_without_an_account_go_to_their_users_chain_or_a_platform_shard(self):
         event = record("auth.login", actor=self.alice)
-        assert (event.chain, event.account_id, event.actor_id) == (PLATFORM_CHAIN, "", self.alice.public_id)
+        assert (event.chain, event.account_id, event.actor_id) == (
+            f"user:{self.alice.public_id}",
+            "",
+            self.alice.public_id,
+        )
+        with bound_context(AuditContext(request_id="req_1", ip="198.51.100.7")):
+            anonymous = record("auth.login_failed")
+        assert anonymous.chain == platform_chain("198.51.100.7")
+        assert {platform_chain(f"203.0.113.{n}") for n in range(60)} <= {
+            f"{PLATFORM_CHAIN}:{shard:02d}" for shard in range(PLATFORM_SHARDS)
+        }
+        assert len({platform_chain(f"203.0.113.{n}") for n in range(60)}) > 4  # spread, not one hot row
+        assert record("auth.login_failed").chain == PLATFORM_CHAIN  # no address at all
 
     def test_an_unknown_action_and_personal_data_are_refused(self):
         with pytest.raises(UnknownAction):

@@ -43,7 +43,7 @@ from accounts.reauth import VERIFIED_AT_KEY
 from accounts.sessions import SESSION_ID_KEY
 from accounts.tenancy import account_scope
 from accounts.tokens import password_reset_tokens
-from audit.models import PLATFORM_CHAIN, AuditEvent
+from audit.models import AuditEvent, platform_chain, user_chain
 from tests.cast import PASSWORD, CastTestCase, make_user
 
 # A step boundary (a multiple of 30 s) plus 5 s: every TOTP code below is computed from here.
@@ -74,7 +74,7 @@ def one(action: str) -> AuditEvent:
 
 
 def every(action: str) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action=action).order_by("chain", "sequence"))
+    return list(AuditEvent.objects.filter(action=action).order_by("occurred_at", "id"))
 
 
 def summary(event: AuditEvent) -> dict:
@@ -316,7 +316,7 @@ class ApiKeyEventTests(RecordedEventsTestCase):
             {"account": None, "actor": ("anonymous", None), "target": None, "data": {}},
             {"account": None, "actor": ("anonymous", None), "target": None, "data": {}},
         ]
-        assert {e.chain for e in events} == {PLATFORM_CHAIN}
+        assert {e.chain for e in events} == {platform_chain("127.0.0.1")}
         self.assert_from(events[0], responses[0])
 
 
@@ -430,7 +430,7 @@ class PasswordAndAddressEventTests(RecordedEventsTestCase):
             "target": None,
             "data": {"other_sessions_ended": 1},
         }
-        assert event.chain == PLATFORM_CHAIN
+        assert event.chain == user_chain(self.alice.public_id)
         self.assert_from(event, response)
 
     def test_a_reset_request_is_recorded_only_for_an_address_that_is_a_users(self):
@@ -511,7 +511,7 @@ class LoginEventTests(RecordedEventsTestCase):
             "target": ("user_session", session_id),
             "data": {},
         }
-        assert login.chain == PLATFORM_CHAIN
+        assert login.chain == user_chain(self.alice.public_id)
         self.assert_from(login, response)
         response = self.client.post(LOGOUT)
         logout = one("auth.logout")
