@@ -413,6 +413,11 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
 
+# --- audiences ---------------------------------------------------------------------------
+
+# Up to this many contacts, segment counts are live; above it, counted in the background and cached.
+SEGMENT_LIVE_COUNT_LIMIT = env_int("BLUESPARK_SEGMENT_LIVE_COUNT_LIMIT", 100_000, minimum=0)
+
 # --- i18n ------------------------------------------------------------------------------
 
 LANGUAGE_CODE = "en"

@@ -50,6 +50,8 @@ class Contact(TenantModel):
             models.Index(fields=["account", "-created_at", "-id"], name="contacts_contact_recent"),
             models.Index(fields=["account", "status", "-created_at", "-id"], name="contacts_contact_status"),
             models.Index(fields=["account", "email_domain_index"], name="contacts_contact_domain"),
+            # Segment counts by status: an index-only scan (bench/bench_segments.py).
+            models.Index(fields=["account", "status", "id"], name="contacts_contact_status_id"),
         ]
 
     def __str__(self) -> str:
@@ -110,7 +112,8 @@ class Subscription(TenantModel):
             models.UniqueConstraint(fields=["contact", "mailing_list"], name="contacts_subscription_contact_list_uniq"),
         ]
         indexes = [
-            models.Index(fields=["account", "mailing_list", "status"], name="contacts_subscription_list"),
+            # List membership in segments and list pages: joins as an index-only scan.
+            models.Index(fields=["account", "mailing_list", "status", "contact"], name="contacts_subscription_member"),
         ]
 
     def __str__(self) -> str:

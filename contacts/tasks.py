@@ -1,3 +1,5 @@
 """Background work on audiences. Celery finds tasks in this module; feature modules keep their own."""
 
 from __future__ import annotations
+
+from contacts.segment_tasks import refresh_segment_count  # noqa: F401

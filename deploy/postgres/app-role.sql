@@ -33,6 +33,8 @@ $$;
 
 ALTER ROLE bluespark_app WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
     PASSWORD :'app_password';
+-- JIT compilation costs hundreds of milliseconds on the segment counts' short plans (bench/README.md).
+ALTER ROLE bluespark_app SET jit = off;
 
 DO $$
 BEGIN

@@ -1,0 +1,25 @@
+"""Background counts of saved segments (large accounts see a cached count; contacts.segments)."""
+
+from __future__ import annotations
+
+import logging
+
+from accounts.models import Account
+from accounts.tenancy import tenant_task
+from contacts.segments import SegmentError, refresh_count, segment_to_count
+
+logger = logging.getLogger(__name__)
+
+
+@tenant_task()
+def refresh_segment_count(account: Account, segment_id: str) -> int | None:
+    """Count a segment and cache the figure on it; safe to run twice, a no-op for a deleted segment."""
+    segment = segment_to_count(account, segment_id)
+    if segment is None:
+        return None
+    try:
+        return refresh_count(account, segment)
+    except SegmentError as error:
+        # A list or field it names was deleted: the dashboard shows the same error when it counts live.
+        logger.info("Segment %s not counted: %s", segment.public_id, error.message)
+        return None
