@@ -199,6 +199,12 @@ if IS_PROD and not KEYRING_IN_ENVIRONMENT:
     if not Path(KEYRING_FILE).is_file():
         raise ImproperlyConfigured(f"BLUESPARK_KEYRING_FILE={KEYRING_FILE!r} is not a readable file.")
 
+# Uploaded contact imports wait here, encrypted under the account's data key,
+# until their import ends (contacts/importing.py). The web server writes them
+# and a worker reads them: in production, a volume both mount.
+IMPORT_DIR = Path(env_str("BLUESPARK_IMPORT_DIR", str(VAR_DIR / "imports")))
+IMPORT_MAX_UPLOAD_BYTES = env_int("BLUESPARK_IMPORT_MAX_UPLOAD_MB", 512, minimum=1) * 1024 * 1024
+
 # How long a process trusts its idea of an account's newest data key. A key
 # rotation waits this long before its last pass, so that no process still
 # seals values with the old key when that key is destroyed.
@@ -241,6 +247,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "accounts.tasks.reseal_account_data": {"queue": "bulk"},
     "accounts.tasks.purge_account": {"queue": "bulk"},
+    "contacts.import_tasks.run_import": {"queue": "bulk"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
