@@ -6,6 +6,7 @@ from accounts import reauth
 from audit import api as audit_api
 from bluespark import views
 from campaigns import api as campaigns_api
+from contacts import api as contacts_api
 
 dashboard_patterns = [
     path("", views.dashboard, name="dashboard"),
@@ -20,6 +21,26 @@ api_v1_patterns = [
     path("campaigns/", campaigns_api.CampaignListAPI.as_view(), name="api-campaign-list"),
     path("campaigns/<str:public_id>/", campaigns_api.CampaignDetailAPI.as_view(), name="api-campaign-detail"),
     path("audit-events/", audit_api.AuditEventListAPI.as_view(), name="api-audit-event-list"),
+    path("contacts/", contacts_api.ContactListAPI.as_view(), name="api-contact-list"),
+    # Before contacts/<public_id>/, which would otherwise take "upsert" and "bulk" for ids.
+    path("contacts/upsert/", contacts_api.ContactUpsertAPI.as_view(), name="api-contact-upsert"),
+    path("contacts/bulk/", contacts_api.ContactBulkAPI.as_view(), name="api-contact-bulk"),
+    path("contacts/<str:public_id>/", contacts_api.ContactDetailAPI.as_view(), name="api-contact-detail"),
+    path(
+        "contacts/<str:public_id>/subscriptions/",
+        contacts_api.ContactSubscriptionListAPI.as_view(),
+        name="api-contact-subscription-list",
+    ),
+    path(
+        "contacts/<str:public_id>/subscriptions/<str:list_id>/",
+        contacts_api.ContactSubscriptionDetailAPI.as_view(),
+        name="api-contact-subscription-detail",
+    ),
+    path("lists/", contacts_api.MailingListListAPI.as_view(), name="api-list-list"),
+    path("lists/<str:public_id>/", contacts_api.MailingListDetailAPI.as_view(), name="api-list-detail"),
+    path("segments/", contacts_api.SegmentListAPI.as_view(), name="api-segment-list"),
+    path("segments/<str:public_id>/", contacts_api.SegmentDetailAPI.as_view(), name="api-segment-detail"),
+    path("segments/<str:public_id>/count/", contacts_api.SegmentCountAPI.as_view(), name="api-segment-count"),
 ]
 
 urlpatterns = [
@@ -32,6 +53,8 @@ urlpatterns = [
     path("accounts/2fa/", include("accounts.two_factor_urls")),
     path("accounts/", include("accounts.urls")),
     path("staff/", include("accounts.staff_urls")),
+    # Public subscribe forms, confirmation and unsubscribe links (no login): contacts/public_views.py.
+    path("f/", include("contacts.public_urls")),
     # The middleware resolves <account_id> after a membership check and scopes the request.
     path("a/<str:account_id>/", include(dashboard_patterns)),
     path("api/v1/", include(api_v1_patterns)),

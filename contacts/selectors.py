@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Account
-from contacts.models import Contact, MailingList
-from security.fields import blind_index_for
+from audit.actions import describe
+from audit.selectors import account_events, people_named
+from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Subscription, Tag
+from contacts.segments import contacts_matching
+from security.fields import blind_index_for, open_column
 
 
 def access_mailing_list(account: Account, public_id: str) -> MailingList:
@@ -32,3 +39,315 @@ def contact_email_index(account: Account, email: str) -> bytes:
 def contact_with_email(account: Account, email: str) -> Contact | None:
     """Exact, case- and Unicode-insensitive search through the blind index."""
     return Contact.objects.filter(account=account, email_index=contact_email_index(account, email)).first()
+
+
+# --- The dashboard's contact pages and the CSV export ----------------------------------
+# A page (50 rows) or an export batch (2,000) is read as plain values and its
+# encrypted columns opened together with ``open_column``: one key lookup per
+# column instead of one per value (see docs/contacts.md for the measurement).
+
+_CONTACT_ROW_FIELDS = (
+    "pk",
+    "public_id",
+    "email",
+    "email_index",
+    "first_name",
+    "last_name",
+    "status",
+    "source",
+    "created_at",
+    "attributes",
+)
+
+
+@dataclass(frozen=True)
+class ContactFilter:
+    """What the contacts list and the export narrow by; lists, tags and segments already resolved in the account."""
+
+    email: str = ""
+    mailing_list: MailingList | None = None
+    status: str = ""
+    tag: Tag | None = None
+    segment: Segment | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.email or self.mailing_list or self.status or self.tag or self.segment)
+
+
+_STATUS_LABELS = dict(Contact.Status.choices)
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """One contact as a list page or an export shows it, decrypted."""
+
+    pk: int
+    public_id: str
+    email: str
+    first_name: str
+    last_name: str
+    status: str
+    source: str
+    created_at: datetime
+    attributes: dict[str, Any]
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def get_status_display(self) -> str:
+        return _STATUS_LABELS.get(self.status, self.status)
+
+
+def contact_list(account: Account, filters: ContactFilter | None = None) -> QuerySet[Contact]:
+    """The account's contacts matching ``filters``, newest first by (created_at, id), the order keyset pages walk."""
+    filters = filters or ContactFilter()
+    if filters.segment is not None:
+        contacts = contacts_matching(account, filters.segment.definition).filter(account=account)
+    else:
+        contacts = Contact.objects.filter(account=account)
+    if filters.email:
+        contacts = contacts.filter(email_index=contact_email_index(account, filters.email))
+    if filters.status:
+        contacts = contacts.filter(status=filters.status)
+    if filters.mailing_list is not None:
+        contacts = contacts.filter(
+            Exists(
+                Subscription.objects.filter(
+                    account=account,
+                    contact=OuterRef("pk"),
+                    mailing_list=filters.mailing_list,
+                    status=Subscription.Status.SUBSCRIBED,
+                )
+            )
+        )
+    if filters.tag is not None:
+        contacts = contacts.filter(
+            Exists(ContactTag.objects.filter(account=account, contact=OuterRef("pk"), tag=filters.tag))
+        )
+    return contacts.order_by("-created_at", "-id")
+
+
+def contacts_after(contacts: QuerySet[Contact], position: tuple[datetime, int] | None) -> QuerySet[Contact]:
+    """Keyset step: the contacts strictly after ``position`` (created_at, id) in newest-first order.
+
+    ``created_at <= t`` is redundant with the OR beside it, but it is what lets
+    PostgreSQL start the index scan at the position instead of walking every
+    earlier row: page 20,000 costs what page 2 does.
+    """
+    if position is None:
+        return contacts
+    created_at, pk = position
+    return contacts.filter(
+        Q(created_at__lte=created_at), Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk)
+    )
+
+
+def contact_rows(account: Account, contacts: QuerySet[Contact], *, limit: int) -> list[ContactRow]:
+    """The first ``limit`` contacts of ``contacts``, decrypted a column at a time.
+
+    Each address is checked against its blind index, as a single read is; a
+    value that fails to open raises ``DecryptionError`` naming its row.
+    """
+    values = list(contacts.values_list(*_CONTACT_ROW_FIELDS)[:limit])
+    if not values:
+        return []
+    scope = account.public_id
+    emails = open_column(
+        Contact, "email", scope, [(row[1], row[2]) for row in values], blind_indexes=[row[3] for row in values]
+    )
+    first_names = open_column(Contact, "first_name", scope, [(row[1], row[4]) for row in values])
+    last_names = open_column(Contact, "last_name", scope, [(row[1], row[5]) for row in values])
+    return [
+        ContactRow(
+            pk=row[0],
+            public_id=row[1],
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+            status=row[6],
+            source=row[7],
+            created_at=row[8],
+            attributes=row[9] or {},
+        )
+        for row, email, first_name, last_name in zip(values, emails, first_names, last_names, strict=True)
+    ]
+
+
+def tag_names_of(account: Account, contact_pks: list[int]) -> dict[int, list[str]]:
+    """Contact pk -> its tags' names (sorted), for a page or a batch, in one query."""
+    names: dict[int, list[str]] = {}
+    links = ContactTag.objects.filter(account=account, contact_id__in=contact_pks).values_list(
+        "contact_id", "tag__name"
+    )
+    for contact_pk, name in links.order_by("tag__name"):
+        names.setdefault(contact_pk, []).append(name)
+    return names
+
+
+def tag_list(account: Account) -> QuerySet[Tag]:
+    return Tag.objects.filter(account=account).order_by("name")
+
+
+def tag_named(account: Account, name: str) -> Tag:
+    """The account's tag of that name; Http404 when there is none."""
+    return get_object_or_404(Tag.objects.filter(account=account), name=name)
+
+
+def tags_of_contact(account: Account, contact: Contact) -> list[str]:
+    return list(tag_list(account).filter(contacttag__contact=contact).values_list("name", flat=True))
+
+
+def custom_field_list(account: Account, *, sensitive: bool | None = None) -> QuerySet[CustomField]:
+    fields = CustomField.objects.filter(account=account)
+    if sensitive is not None:
+        fields = fields.filter(sensitive=sensitive)
+    return fields.order_by("key")
+
+
+def sensitive_field_ids_with_values(account: Account, contact: Contact) -> set[int]:
+    """Which sensitive fields the contact has a value for, without opening any value."""
+    return set(SensitiveValue.objects.filter(account=account, contact=contact).values_list("field_id", flat=True))
+
+
+def subscriptions_of_contact(account: Account, contact: Contact) -> QuerySet[Subscription]:
+    return (
+        Subscription.objects.filter(account=account, contact=contact)
+        .select_related("mailing_list")
+        .order_by("-consent_at", "-id")
+    )
+
+
+def mailing_list_list_with_counts(account: Account) -> QuerySet[MailingList]:
+    """The account's lists, each with ``subscriber_count`` (subscribed only), in one grouped query."""
+    return mailing_list_list(account).annotate(
+        subscriber_count=Count("subscriptions", filter=Q(subscriptions__status=Subscription.Status.SUBSCRIBED))
+    )
+
+
+def subscriber_count(account: Account, mailing_list: MailingList) -> int:
+    return Subscription.objects.filter(
+        account=account, mailing_list=mailing_list, status=Subscription.Status.SUBSCRIBED
+    ).count()
+
+
+def access_segment(account: Account, public_id: str) -> Segment:
+    """The account's segment with that id; Http404 when missing or another account's."""
+    return get_object_or_404(Segment.objects.filter(account=account), public_id=public_id)
+
+
+def segment_list(account: Account) -> QuerySet[Segment]:
+    return Segment.objects.filter(account=account).order_by("-created_at", "-id")
+
+
+@dataclass(frozen=True)
+class ActivityItem:
+    """One line of a contact's timeline: an audit event or a change of a subscription."""
+
+    occurred_at: datetime
+    description: str
+    detail: str = ""
+    actor: str = ""
+
+
+TIMELINE_EVENTS = 100
+
+
+def contact_activity(account: Account, contact: Contact) -> list[ActivityItem]:
+    """What happened to the contact, newest first: the audit events naming it and its subscriptions' changes."""
+    events = list(account_events(account).filter(target_type="contact", target_id=contact.public_id)[:TIMELINE_EVENTS])
+    people = people_named(events)
+    items = [
+        ActivityItem(
+            occurred_at=event.occurred_at,
+            description=describe(event.action),
+            detail=event.action,
+            actor=people.get(event.actor_id, "") or ("API key" if event.api_key_id else "Bluespark"),
+        )
+        for event in events
+    ]
+    for subscription in subscriptions_of_contact(account, contact):
+        name = subscription.mailing_list.name
+        source = Contact.Source(subscription.consent_source).label if subscription.consent_source else ""
+        items.append(ActivityItem(subscription.consent_at, f"Signed up to {name}", source))
+        if subscription.confirmed_at:
+            items.append(ActivityItem(subscription.confirmed_at, f"Confirmed the subscription to {name}"))
+        if subscription.unsubscribed_at:
+            items.append(ActivityItem(subscription.unsubscribed_at, f"Unsubscribed from {name}"))
+    items.sort(key=lambda item: item.occurred_at, reverse=True)
+    return items
+
+
+# --- The API's contacts ----------------------------------------------------------------
+# The API pages through plain values (its cursor reads ``created_at`` from each
+# row) and opens a page's encrypted columns together, as the dashboard does.
+
+API_CONTACT_VALUES = (
+    "pk",
+    "public_id",
+    "email",
+    "email_index",
+    "first_name",
+    "last_name",
+    "status",
+    "source",
+    "attributes",
+    "created_at",
+    "updated_at",
+)
+
+
+def contact_values(contacts: QuerySet[Contact]) -> QuerySet[Contact]:
+    """The rows ``open_contact_values`` reads, as dicts; sealed columns stay sealed until then."""
+    return contacts.values(*API_CONTACT_VALUES)
+
+
+def open_contact_values(account: Account, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with email and names decrypted a column at a time, and each contact's ``tags`` (one query).
+
+    Each address is checked against its blind index, as a single read is.
+    """
+    if not rows:
+        return []
+    scope = account.public_id
+    ids = [row["public_id"] for row in rows]
+    emails = open_column(
+        Contact,
+        "email",
+        scope,
+        list(zip(ids, (row["email"] for row in rows), strict=True)),
+        blind_indexes=[row["email_index"] for row in rows],
+    )
+    first_names = open_column(
+        Contact, "first_name", scope, list(zip(ids, (r["first_name"] for r in rows), strict=True))
+    )
+    last_names = open_column(Contact, "last_name", scope, list(zip(ids, (r["last_name"] for r in rows), strict=True)))
+    tags = tag_names_of(account, [row["pk"] for row in rows])
+    return [
+        {**row, "email": email, "first_name": first, "last_name": last, "tags": tags.get(row["pk"], [])}
+        for row, email, first, last in zip(rows, emails, first_names, last_names, strict=True)
+    ]
+
+
+def sensitive_field_keys_of_contact(account: Account, contact: Contact) -> list[str]:
+    """The keys of the sensitive fields the contact has a value for, without opening any value."""
+    values = SensitiveValue.objects.filter(account=account, contact=contact)
+    return sorted(values.values_list("field__key", flat=True))
+
+
+def mailing_list_with_id(account: Account, public_id: str) -> MailingList | None:
+    """The account's list with that id, or None (for filters, where a missing list is a bad parameter)."""
+    return mailing_list_list(account).filter(public_id=public_id).first()
+
+
+def segment_with_id(account: Account, public_id: str) -> Segment | None:
+    return segment_list(account).filter(public_id=public_id).first()
+
+
+def tag_with_name(account: Account, name: str) -> Tag | None:
+    return tag_list(account).filter(name=name).first()
+
+
+def subscription_on_list(account: Account, contact: Contact, mailing_list: MailingList) -> Subscription:
+    """The contact's subscription to the list; Http404 when it never subscribed."""
+    return get_object_or_404(subscriptions_of_contact(account, contact), mailing_list=mailing_list)

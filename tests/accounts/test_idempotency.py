@@ -1,0 +1,182 @@
+"""``Idempotency-Key`` on API writes: replay, mismatch, a request still running, expiry, and what is stored."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import time_machine
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from accounts.idempotency import (
+    IDEMPOTENCY_KEY_LIFETIME,
+    claim_idempotency_key,
+    purge_idempotency_records,
+    request_fingerprint,
+)
+from accounts.models import ApiScope, IdempotencyRecord
+from accounts.services import create_api_key
+from accounts.tenancy import account_scope
+from bluespark.rest import PROBLEM_CONTENT_TYPE
+from contacts.models import Contact
+from contacts.selectors import contact_with_email
+from contacts.services import create_contact
+from tests.cast import CastTestCase
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+CANARY = "idem-canary-51c2@acme.test"
+
+
+class IdempotencyTests(CastTestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        super().setUpTestData()
+        with account_scope(cls.acme):
+            cls.key = create_api_key(cls.acme, name="crm", scopes=[ApiScope.CONTACTS_WRITE], created_by=cls.alice)
+            cls.other_key = create_api_key(cls.acme, name="etl", scopes=[ApiScope.CONTACTS_WRITE], created_by=cls.alice)
+
+    def post(
+        self, url: str, body: Any, idempotency_key: str | None = "k-1", *, key: Any = None, client: Client | None = None
+    ):
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {(key or self.key).token}"}
+        if idempotency_key is not None:
+            headers["HTTP_IDEMPOTENCY_KEY"] = idempotency_key
+        return (client or self.client).post(url, json.dumps(body), content_type="application/json", **headers)
+
+    def contacts_named(self, email: str) -> int:
+        with account_scope(self.acme):
+            return int(contact_with_email(self.acme, email) is not None)
+
+    def test_the_same_key_and_request_replay_the_first_answer(self):
+        url, body = reverse("api-contact-list"), {"email": "ida@acme.test", "first_name": "Ida"}
+        first = self.post(url, body)
+        assert first.status_code == 201
+        assert "Idempotent-Replayed" not in first
+
+        again = self.post(url, body)
+
+        assert again.status_code == 201
+        assert again["Idempotent-Replayed"] == "true"
+        assert again["Content-Type"] == "application/json"
+        assert again.json() == first.json()
+        assert again["RateLimit-Limit"]
+        assert self.contacts_named("ida@acme.test") == 1
+
+    def test_a_refusal_is_replayed_too_but_another_key_runs_again(self):
+        url = reverse("api-contact-list")
+        first = self.post(url, {"email": "not an address"})
+        again = self.post(url, {"email": "not an address"})
+
+        assert (first.status_code, again.status_code) == (400, 400)
+        assert again["Idempotent-Replayed"] == "true"
+        assert again["Content-Type"] == PROBLEM_CONTENT_TYPE
+        assert again.json() == first.json()
+        fresh = self.post(url, {"email": "not an address"}, "k-2")
+        assert "Idempotent-Replayed" not in fresh
+
+    def test_a_key_reused_for_another_request_is_a_422_problem(self):
+        url = reverse("api-contact-upsert")
+        assert self.post(url, {"email": "jo@acme.test"}).status_code == 201
+
+        other_body = self.post(url, {"email": "jo@acme.test", "first_name": "Jo"})
+        other_path = self.post(reverse("api-contact-list"), {"email": "jo@acme.test"})
+
+        for response in (other_body, other_path):
+            assert response.status_code == 422, response.content
+            assert response["Content-Type"] == PROBLEM_CONTENT_TYPE
+            assert "different request" in response.json()["detail"]
+        with account_scope(self.acme):
+            assert contact_with_email(self.acme, "jo@acme.test").first_name == ""
+
+    def test_keys_belong_to_one_api_key(self):
+        url = reverse("api-contact-upsert")
+        assert self.post(url, {"email": "kim@acme.test"}).status_code == 201
+
+        theirs = self.post(url, {"email": "kim@acme.test"}, key=self.other_key)
+
+        assert theirs.status_code == 200
+        assert "Idempotent-Replayed" not in theirs
+
+    def test_a_request_still_running_is_a_409_problem(self):
+        url, body = reverse("api-contact-list"), {"email": "lee@acme.test"}
+        payload = json.dumps(body).encode()
+        with account_scope(self.acme):
+            # What the first request holds while its view runs: the claim, with no answer yet.
+            claim_idempotency_key(self.acme, self.key.key, "k-1", request_fingerprint("POST", url, payload))
+
+        response = self.post(url, body)
+
+        assert response.status_code == 409
+        assert "still being processed" in response.json()["detail"]
+        assert self.contacts_named("lee@acme.test") == 0
+
+    def test_keys_expire_after_a_day(self):
+        url = reverse("api-contact-upsert")
+        with time_machine.travel(T0, tick=False) as clock:
+            assert self.post(url, {"email": "max@acme.test"}).status_code == 201
+            clock.shift(IDEMPOTENCY_KEY_LIFETIME - timedelta(seconds=1))
+            assert self.post(url, {"email": "max@acme.test"})["Idempotent-Replayed"] == "true"
+            clock.shift(timedelta(seconds=2))
+
+            later = self.post(url, {"email": "max@acme.test"})
+
+        assert later.status_code == 200
+        assert "Idempotent-Replayed" not in later
+
+    def test_a_server_error_is_not_stored_so_the_retry_runs(self):
+        with account_scope(self.acme):
+            broken = create_contact(self.acme, email="broken@acme.test", first_name="Broken")
+        with connection.cursor() as cursor:
+            # A value that no longer opens (as if tampered with): reading it fails with a 500.
+            cursor.execute("UPDATE contacts_contact SET first_name = %s WHERE id = %s", [b"\x01garbage", broken.pk])
+        client = Client(raise_request_exception=False)
+        url, body = reverse("api-contact-upsert"), {"email": "broken@acme.test", "first_name": "Fixed"}
+
+        assert self.post(url, body, client=client).status_code == 500
+
+        with account_scope(self.acme):
+            assert not IdempotencyRecord.objects.filter(key="k-1").exists()
+
+    def test_a_bad_key_is_a_400_problem(self):
+        for bad in ("x" * 256, "tab\there"):
+            response = self.post(reverse("api-contact-list"), {"email": "ned@acme.test"}, bad)
+            assert response.status_code == 400
+            assert "Idempotency-Key" in response.json()["errors"]
+        assert self.contacts_named("ned@acme.test") == 0
+
+    def test_without_a_key_each_post_acts(self):
+        url = reverse("api-contact-list")
+        assert self.post(url, {"email": "ola@acme.test"}, None).status_code == 201
+        assert self.post(url, {"email": "ola@acme.test"}, None).status_code == 409
+        with account_scope(self.acme):
+            assert not IdempotencyRecord.objects.exists()
+
+    def test_stored_answers_are_encrypted(self):
+        response = self.post(reverse("api-contact-list"), {"email": CANARY, "first_name": "Canary"})
+        assert response.status_code == 201
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM accounts_idempotencyrecord")
+            rows = cursor.fetchall()
+        assert len(rows) == 1
+        dumped = repr(rows).encode() + b"".join(bytes(v) for v in rows[0] if isinstance(v, memoryview | bytes))
+        assert CANARY.encode() not in dumped
+        assert b"Canary" not in dumped
+        with account_scope(self.acme):
+            assert CANARY in IdempotencyRecord.objects.get().response_body
+
+    def test_purge_deletes_expired_records_of_every_account(self):
+        with time_machine.travel(T0, tick=False) as clock:
+            self.post(reverse("api-contact-upsert"), {"email": "old@acme.test"}, "old")
+            clock.shift(timedelta(hours=20))
+            self.post(reverse("api-contact-upsert"), {"email": "new@acme.test"}, "new")
+            clock.shift(timedelta(hours=5))
+
+            assert purge_idempotency_records() == 1
+
+        with account_scope(self.acme):
+            assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+            assert Contact.objects.count() == 2
