@@ -90,6 +90,17 @@ class TenantAPIView(GenericAPIView):
         # a tenant endpoint always asks for a bearer token.
         return super().get_authenticate_header(request) or BEARER_CHALLENGE
 
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            # An exception DRF does not handle (a 500) skips finalize_response: the scope must
+            # still end here, or the next request served by this thread would start inside it.
+            token = getattr(self, "_account_scope_token", None)
+            if token is not None:
+                leave_account_scope(token)
+                self._account_scope_token = None
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         self._account_scope_token = enter_account_scope(self.account)

@@ -40,3 +40,14 @@ def _forget_unwrapped_keys():
     clear_key_cache()
     yield
     clear_key_cache()
+
+
+@pytest.fixture(autouse=True)
+def _no_account_scope_leaks():
+    """No test (and no code it runs) may leave an account's scope active behind it."""
+    from accounts.tenancy import get_active_account
+
+    assert get_active_account() is None, "an earlier test left an account scope active"
+    yield
+    leaked = get_active_account()
+    assert leaked is None, f"this test left the scope of {leaked} active"
