@@ -10,7 +10,8 @@ from contacts import api as contacts_api
 
 dashboard_patterns = [
     path("", views.dashboard, name="dashboard"),
-    path("lists/", include("contacts.urls")),
+    # contacts/, lists/ and segments/: the audience app names its own sections.
+    path("", include("contacts.urls")),
     path("campaigns/", include("campaigns.urls")),
     path("settings/", include("accounts.account_urls")),
     path("audit/", include("audit.urls")),

@@ -20,8 +20,8 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import Account
 from audit.services import record
-from contacts.models import Contact, ContactTag, CustomField, MailingList, SensitiveValue, Suppression, Tag
-from contacts.selectors import contact_email_index
+from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Suppression, Tag
+from contacts.selectors import contact_email_index, subscriber_count
 from security.fields import blind_index_column
 from security.identifiers import canonical_email
 
@@ -618,3 +618,43 @@ def delete_contact(account: Account, contact: Contact) -> None:
     with transaction.atomic():
         record("contact.deleted", account=account, target=contact)
         contact.delete()
+
+
+# --- lists and segments (dashboard) ---------------------------------------------------------
+
+
+def save_mailing_list(account: Account, mailing_list: MailingList, data: dict[str, Any]) -> MailingList:
+    """Create or change a list's name, description, opt-in, public form and consent text."""
+    mailing_list.name = data["name"].strip()
+    mailing_list.description = data.get("description", "").strip()
+    mailing_list.opt_in = data["opt_in"]
+    mailing_list.form_enabled = bool(data.get("form_enabled"))
+    mailing_list.consent_text = data.get("consent_text", "").strip()
+    with transaction.atomic():
+        mailing_list.save()
+    return mailing_list
+
+
+def delete_mailing_list(account: Account, mailing_list: MailingList) -> None:
+    """Delete the list and its subscriptions (one DELETE each), recorded as ``list.deleted``; contacts stay."""
+    with transaction.atomic():
+        record(
+            "list.deleted",
+            account=account,
+            target=("list", mailing_list.public_id),
+            data={"subscribers": subscriber_count(account, mailing_list)},
+        )
+        mailing_list.delete()
+
+
+def save_segment(account: Account, segment: Segment | None, *, name: str, definition: dict[str, Any]) -> Segment:
+    """Create or change a segment; a changed definition forgets the background count until it is counted again."""
+    segment = segment or Segment(account=account)
+    if segment.pk is not None and segment.definition != definition:
+        segment.cached_count = None
+        segment.counted_at = None
+    segment.name = name.strip()
+    segment.definition = definition
+    with transaction.atomic():
+        segment.save()
+    return segment

@@ -10,6 +10,8 @@ from accounts.models import ApiScope, Role
 from accounts.services import create_api_key, invite_member
 from accounts.support import grant_support_access
 from accounts.tenancy import account_scope
+from contacts.models import Segment
+from contacts.services import create_contact
 from security.identifiers import new_public_id
 from tests.cast import CastTestCase
 
@@ -51,6 +53,9 @@ class DashboardAccessTests(CastTestCase):
             owner = owners[prefix].user
             grant = grant_support_access(account, access="read_only", days=1, ticket="", granted_by=owner)
             setattr(cls, f"{prefix}_grant", grant)
+            with account_scope(account):
+                setattr(cls, f"{prefix}_contact", create_contact(account, email=f"walker@{prefix}.test"))
+                setattr(cls, f"{prefix}_segment", Segment.objects.create(account=account, name="Walkers"))
 
     def url(self, name: str, kwargs: list[str], account, *, foreign_objects: bool = False) -> str:
         source = "globex" if foreign_objects else "acme"
@@ -62,6 +67,8 @@ class DashboardAccessTests(CastTestCase):
             "invitation_id": getattr(self, f"{source}_invitation").public_id,
             "grant_id": getattr(self, f"{source}_grant").public_id,
             "user_id": (self.vic if source == "acme" else self.charlie).public_id,
+            "contact_id": getattr(self, f"{source}_contact").public_id,
+            "segment_id": getattr(self, f"{source}_segment").public_id,
         }
         missing = set(kwargs) - set(values)
         assert not missing, f"teach this test the URL argument(s) {missing} of {name}"
@@ -105,7 +112,16 @@ class DashboardAccessTests(CastTestCase):
     def test_acme_objects_are_404_through_charlies_own_account(self):
         self.client.force_login(self.charlie)
         for name, _, kwargs in dashboard_routes():
-            if {"list_id", "campaign_id", "key_id", "invitation_id", "user_id", "grant_id"} & set(kwargs):
+            if {
+                "list_id",
+                "campaign_id",
+                "key_id",
+                "invitation_id",
+                "user_id",
+                "grant_id",
+                "contact_id",
+                "segment_id",
+            } & set(kwargs):
                 url = self.url(name, kwargs, self.globex, foreign_objects=False)
                 response = self.client.get(url)
                 if response.status_code == 405:  # a POST-only action: ask it the way it answers

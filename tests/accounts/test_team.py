@@ -164,6 +164,8 @@ class RoleMatrixTests(TeamTestCase):
             "key_id": "key_" + "a" * 26,
             "invitation_id": "inv_" + "a" * 26,
             "grant_id": "grt_" + "a" * 26,
+            "contact_id": "con_" + "a" * 26,
+            "segment_id": "seg_" + "a" * 26,
         }
         assert DashboardAccessTests  # the walker shared with the access tests
         checked = 0
