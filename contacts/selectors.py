@@ -12,7 +12,17 @@ from django.shortcuts import get_object_or_404
 from accounts.models import Account
 from audit.actions import describe
 from audit.selectors import account_events, people_named
-from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Subscription, Tag
+from contacts.models import (
+    Contact,
+    ContactImport,
+    ContactTag,
+    CustomField,
+    MailingList,
+    Segment,
+    SensitiveValue,
+    Subscription,
+    Tag,
+)
 from contacts.segments import contacts_matching
 from security.fields import blind_index_for, open_column
 
@@ -351,3 +361,9 @@ def tag_with_name(account: Account, name: str) -> Tag | None:
 def subscription_on_list(account: Account, contact: Contact, mailing_list: MailingList) -> Subscription:
     """The contact's subscription to the list; Http404 when it never subscribed."""
     return get_object_or_404(subscriptions_of_contact(account, contact), mailing_list=mailing_list)
+
+
+def contact_import_list(account: Account, *, limit: int = 50) -> list[ContactImport]:
+    """The account's most recent imports, newest first (the wizard's index)."""
+    imports = ContactImport.objects.filter(account=account).select_related("mailing_list", "created_by")
+    return list(imports.order_by("-created_at", "-id")[:limit])

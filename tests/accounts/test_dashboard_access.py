@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import ApiScope, Role
 from accounts.services import create_api_key, invite_member
 from accounts.support import grant_support_access
 from accounts.tenancy import account_scope
+from contacts import importing
 from contacts.models import Segment
 from contacts.services import create_contact
 from security.identifiers import new_public_id
@@ -34,6 +40,16 @@ def dashboard_routes() -> list[tuple[str, object, list[str]]]:
     return found
 
 
+def finished_import(test_class, account, owner):
+    """An import that ran to the end with one invalid row, so its pages and its error report all answer."""
+    upload = SimpleUploadedFile("walkers.csv", b"email\nwalker.import@example.com\nnot-an-address\n", "text/csv")
+    contact_import = importing.store_upload(account, upload, created_by=owner)
+    importing.configure(contact_import, mapping={"0": "email"}, update_existing=True, mailing_list=None)
+    with test_class.captureOnCommitCallbacks(execute=False):
+        importing.start_import(account, contact_import, actor=owner)
+    return importing.run_contact_import(account, contact_import)
+
+
 class DashboardAccessTests(CastTestCase):
     @classmethod
     def setUpTestData(cls) -> None:
@@ -46,6 +62,11 @@ class DashboardAccessTests(CastTestCase):
             "acme": cls.acme.memberships.get(user=cls.alice),
             "globex": cls.globex.memberships.get(user=cls.charlie),
         }
+        folder = tempfile.mkdtemp(prefix="bluespark-walker-imports-")
+        cls.addClassCleanup(shutil.rmtree, folder, ignore_errors=True)
+        imports_here = override_settings(IMPORT_DIR=Path(folder))
+        imports_here.enable()
+        cls.addClassCleanup(imports_here.disable)
         for account, prefix in ((cls.acme, "acme"), (cls.globex, "globex")):
             with account_scope(account), cls.captureOnCommitCallbacks():
                 sent = invite_member(account, email=f"new@{prefix}.test", role=Role.EDITOR, invited_by=owners[prefix])
@@ -56,6 +77,7 @@ class DashboardAccessTests(CastTestCase):
             with account_scope(account):
                 setattr(cls, f"{prefix}_contact", create_contact(account, email=f"walker@{prefix}.test"))
                 setattr(cls, f"{prefix}_segment", Segment.objects.create(account=account, name="Walkers"))
+                setattr(cls, f"{prefix}_import", finished_import(cls, account, owners[prefix].user))
 
     def url(self, name: str, kwargs: list[str], account, *, foreign_objects: bool = False) -> str:
         source = "globex" if foreign_objects else "acme"
@@ -69,6 +91,7 @@ class DashboardAccessTests(CastTestCase):
             "user_id": (self.vic if source == "acme" else self.charlie).public_id,
             "contact_id": getattr(self, f"{source}_contact").public_id,
             "segment_id": getattr(self, f"{source}_segment").public_id,
+            "import_id": getattr(self, f"{source}_import").public_id,
         }
         missing = set(kwargs) - set(values)
         assert not missing, f"teach this test the URL argument(s) {missing} of {name}"
@@ -121,6 +144,7 @@ class DashboardAccessTests(CastTestCase):
                 "grant_id",
                 "contact_id",
                 "segment_id",
+                "import_id",
             } & set(kwargs):
                 url = self.url(name, kwargs, self.globex, foreign_objects=False)
                 response = self.client.get(url)

@@ -199,6 +199,7 @@ class SessionTests(SupportTestCase):
             "grant_id": "grt_" + "a" * 26,
             "contact_id": "con_" + "a" * 26,
             "segment_id": "seg_" + "a" * 26,
+            "import_id": "imp_" + "a" * 26,
         }
         pages = 0
         for name, _view, kwargs in dashboard_routes():

@@ -166,6 +166,7 @@ class RoleMatrixTests(TeamTestCase):
             "grant_id": "grt_" + "a" * 26,
             "contact_id": "con_" + "a" * 26,
             "segment_id": "seg_" + "a" * 26,
+            "import_id": "imp_" + "a" * 26,
         }
         assert DashboardAccessTests  # the walker shared with the access tests
         checked = 0
