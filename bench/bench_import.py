@@ -52,7 +52,7 @@ GOAL_ROWS_PER_SECOND = 30_000
 GOAL_RATIO = 0.60
 GOAL_PEAK_MB = 300
 DEFAULT_ROWS = 1_000_000
-CHUNK = 10_000
+CHUNK = 25_000  # contacts.importing.CHUNK_ROWS: both sides work in the engine's chunks
 
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Niklaus"]
 LAST_NAMES = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Wirth"]

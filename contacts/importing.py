@@ -21,15 +21,20 @@ reordered, dropped or cut off fails to open. Layout::
 The engine reads the file twice, frame by frame: a first pass checks its
 structure (encoding, NUL bytes, line length, column count) and counts its
 rows, so a malformed file fails before any row is written; the second pass
-imports it in chunks of ``CHUNK_ROWS`` rows. Memory is bounded by one frame,
-one chunk, and the set of blind indexes seen so far, which finds duplicates
+imports it in chunks of ``CHUNK_ROWS`` rows, in two stages: a worker thread
+reads, validates and seals the next chunk (no database, no key store: the
+keys are resolved on the writing thread and handed over) while the calling
+thread writes the current one. Memory is bounded by one frame, two chunks,
+and the set of blind indexes seen so far, which finds duplicates
 within the file: one 32-byte digest per distinct address, about 100 MB for
 a million addresses.
 
-On PostgreSQL a chunk is sealed with the bulk path of ``security.fields``,
-copied (``COPY``) into a temporary staging table and written with one
-set-based upsert plus one statement per kind of related row (subscriptions,
-tags, sensitive values), in one transaction that also saves the progress.
+On PostgreSQL a chunk is sealed as new contacts (fresh public ids) on the
+worker thread, copied (``COPY``) into a temporary staging table and written
+with a plain insert of the rows the existing-contact lookup did not find,
+an upsert of the ones it found (sealed again for their own public id), and
+one statement per kind of related row (subscriptions, tags, sensitive
+values), in one transaction that also saves the progress.
 Elsewhere (the embedded run's SQLite) the same chunk is written through
 model instances: correct and slower.
 """
@@ -46,7 +51,8 @@ import re
 import secrets
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -74,8 +80,8 @@ from contacts.models import (
     Tag,
 )
 from security import keys
-from security.envelope import DecryptionError, seal, sealed_version, unseal
-from security.fields import blind_index_column, seal_column
+from security.envelope import DecryptionError, blind_index, seal, seal_many, sealed_version, unseal
+from security.fields import CANONICAL_FORMS, _associated_data_prefix, blind_index_column, seal_column
 from security.identifiers import canonical_email, new_public_id
 
 # --- limits ----------------------------------------------------------------------------
@@ -83,7 +89,7 @@ from security.identifiers import canonical_email, new_public_id
 FRAME_BYTES = 1024 * 1024
 MAX_LINE_CHARS = 64 * 1024
 MAX_COLUMNS = 200
-CHUNK_ROWS = 10_000
+CHUNK_ROWS = 25_000
 PREVIEW_ROWS = 10
 SNIFF_CHARS = 64 * 1024
 MAX_NAME_CHARS = 200
@@ -209,10 +215,25 @@ def store_upload(account: Account, uploaded_file: Any, *, created_by: Any = None
     return contact_import
 
 
-def _iter_frames(contact_import: ContactImport) -> Iterator[bytes]:
-    """The plaintext of the upload, one frame at a time; ImportFileError if any frame fails to open."""
+def _iter_frames(
+    contact_import: ContactImport, key_for: Callable[[int], keys.DataKey] | None = None
+) -> Iterator[bytes]:
+    """The plaintext of the upload, one frame at a time; ImportFileError if any frame fails to open.
+
+    ``key_for`` gives the data key of a version (by default from ``security.keys``,
+    which may query the key store).
+    """
     scope = _scope_of(contact_import)
     path = _path(contact_import.file_path)
+    if key_for is None:
+
+        def key_for(version: int) -> keys.DataKey:
+            return keys.data_key(scope, version)
+
+    return _read_frames(path, scope, contact_import.public_id, key_for)
+
+
+def _read_frames(path: Path, scope: str, import_id: str, key_for: Callable[[int], keys.DataKey]) -> Iterator[bytes]:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below, across yields
     except FileNotFoundError:
@@ -230,8 +251,8 @@ def _iter_frames(contact_import: ContactImport) -> Iterator[bytes]:
                 raise ImportFileError("The stored upload is damaged; upload it again.")
             sealed = handle.read(length)
             try:
-                key = keys.data_key(scope, sealed_version(sealed))
-                associated = _frame_associated_data(scope, contact_import.public_id, number, flags)
+                key = key_for(sealed_version(sealed))
+                associated = _frame_associated_data(scope, import_id, number, flags)
                 plaintext = unseal(key.aead, sealed, associated)
             except DecryptionError:
                 raise ImportFileError("The stored upload is damaged or not this import's; upload it again.") from None
@@ -243,6 +264,38 @@ def _iter_frames(contact_import: ContactImport) -> Iterator[bytes]:
                 return
     finally:
         handle.close()
+
+
+def _frame_keys(contact_import: ContactImport) -> Callable[[int], keys.DataKey]:
+    """The data keys of every frame, resolved now: the reader they go with never queries the key store.
+
+    Only the frame headers are read here; the reader still checks each frame
+    (a version not found here means the file changed under us: damaged).
+    """
+    scope = _scope_of(contact_import)
+    versions: set[int] = set()
+    try:
+        with open(_path(contact_import.file_path), "rb") as handle:
+            flags = 0 if handle.read(len(MAGIC)) == MAGIC else _FINAL
+            while flags != _FINAL:
+                head = handle.read(_FRAME_HEAD.size)
+                if len(head) < _FRAME_HEAD.size:
+                    break
+                flags, length = _FRAME_HEAD.unpack(head)
+                if length > _MAX_SEALED_FRAME:
+                    break
+                versions.add(sealed_version(handle.read(length)))
+    except (FileNotFoundError, DecryptionError):
+        pass  # the reader reports what is wrong with the file, at the frame where it is
+    resolved = {version: keys.data_key(scope, version) for version in versions}
+
+    def key_for(version: int) -> keys.DataKey:
+        try:
+            return resolved[version]
+        except KeyError:
+            raise DecryptionError("A frame names a key version the file did not have.") from None
+
+    return key_for
 
 
 def _scope_of(contact_import: ContactImport) -> str:
@@ -332,8 +385,10 @@ def _limited_lines(text: io.TextIOBase, budget: list[int]) -> Iterator[str]:
         yield line
 
 
-def _open_text(contact_import: ContactImport, encoding: str) -> io.TextIOWrapper:
-    raw = io.BufferedReader(_DecryptedStream(_iter_frames(contact_import)), buffer_size=FRAME_BYTES)
+def _open_text(
+    contact_import: ContactImport, encoding: str, key_for: Callable[[int], keys.DataKey] | None = None
+) -> io.TextIOWrapper:
+    raw = io.BufferedReader(_DecryptedStream(_iter_frames(contact_import, key_for)), buffer_size=FRAME_BYTES)
     return io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="")
 
 
@@ -726,6 +781,60 @@ class _Chunk:
     invalid: int = 0
     duplicates: int = 0
     errors: list[tuple[int, int, str, str]] = field(default_factory=list)
+    # Filled by the writer's ``prepare`` (PostgreSQL): one fresh public id and one COPY line per row.
+    ids: list[str] = field(default_factory=list)
+    copy_rows: list[str] = field(default_factory=list)
+    chunk_keys: _ChunkKeys | None = None
+
+    _PER_ROW = ("lines", "emails", "digests", "firsts", "lasts", "attributes", "tags", "sensitive", "ids", "copy_rows")
+
+    def keep(self, positions: list[int]) -> None:
+        """Keep only the rows at ``positions`` (in order) in every per-row list."""
+        for name in self._PER_ROW:
+            values = getattr(self, name)
+            if values:
+                setattr(self, name, [values[position] for position in positions])
+
+
+@dataclass(frozen=True)
+class _ChunkKeys:
+    """The keys one chunk is prepared with, resolved on the database thread.
+
+    The parsing thread seals and indexes with these and never calls
+    ``security.keys`` itself (which may query the key store); the values it
+    produces are the ones ``seal_column`` and ``blind_index_column`` give.
+    """
+
+    scope: str
+    data: keys.DataKey
+    email_index: bytes
+    domain_index: bytes
+
+    @classmethod
+    def of(cls, scope: str) -> _ChunkKeys:
+        return cls(
+            scope=scope,
+            data=keys.primary_data_key(scope),
+            email_index=keys.index_key(scope, "email"),
+            domain_index=keys.index_key(scope, "email_domain"),
+        )
+
+    def seal(self, label: str, field_name: str, ids: list[str], texts: Iterable[str]) -> list[bytes]:
+        """As ``seal_column(model, field_name, scope, zip(ids, texts))`` under this chunk's data key."""
+        prefix = _associated_data_prefix(self.scope, label, field_name)
+        return seal_many(
+            self.data.aead,
+            self.data.version,
+            [(text.encode(), prefix + row_id.encode()) for row_id, text in zip(ids, texts, strict=True)],
+        )
+
+    def index_emails(self, values: list[str]) -> list[bytes]:
+        key, canonical = self.email_index, CANONICAL_FORMS["email"]
+        return [blind_index(key, canonical(value)) for value in values]
+
+    def index_domains(self, values: list[str]) -> list[bytes]:
+        key, canonical = self.domain_index, CANONICAL_FORMS["email_domain"]
+        return [blind_index(key, canonical(value)) for value in values]
 
 
 class _Stop(Exception):
@@ -828,9 +937,14 @@ def _custom_value(custom: CustomField, value: str) -> Any:
 
 
 def _parse_chunk(
-    records: Iterator[tuple[int, list[str]]], plan: _Plan, limit: int, scope: str, seen: set[bytes]
+    records: Iterator[tuple[int, list[str]]], plan: _Plan, limit: int, scope: str | _ChunkKeys, seen: set[bytes]
 ) -> _Chunk | None:
-    """Read up to ``limit`` rows: validate them, drop duplicates within the file. None at the end of the file."""
+    """Read up to ``limit`` rows: validate them, drop duplicates within the file. None at the end of the file.
+
+    ``scope`` is the account's scope, or the keys already resolved for it
+    (on the reading thread, which must not query the key store).
+    """
+    chunk_keys = _ChunkKeys.of(scope) if isinstance(scope, str) else scope
     chunk = _Chunk()
     email_at, first_at, last_at = plan.email, plan.first, plan.last
     tag_columns, plain, sensitive = plan.tags, plan.plain, plan.sensitive
@@ -871,7 +985,8 @@ def _parse_chunk(
         return None
     chunk.invalid = len(errors)
     # Duplicates within the file, by the account's blind index: the first row of an address wins.
-    digests = blind_index_column(scope, "email", emails)
+    digests = chunk_keys.index_emails(emails)
+    chunk.chunk_keys = chunk_keys
     keep = []
     add = seen.add
     for position, digest in enumerate(digests):
@@ -881,12 +996,9 @@ def _parse_chunk(
             add(digest)
             keep.append(position)
     chunk.duplicates = len(digests) - len(keep)
-    if chunk.duplicates:
-        for name in ("lines", "emails", "firsts", "lasts", "attributes", "tags", "sensitive"):
-            values = getattr(chunk, name)
-            setattr(chunk, name, [values[position] for position in keep])
-        digests = [digests[position] for position in keep]
     chunk.digests = digests
+    if chunk.duplicates:
+        chunk.keep(keep)
     chunk.errors.sort()
     return chunk
 
@@ -1031,7 +1143,18 @@ def _import_rows(
     max_seconds: float | None,
     max_chunks: int | None,
 ) -> bool:
-    """The second pass; True when the file was read to its end, False when the budget ran out first."""
+    """The second pass; True when the file was read to its end, False when the budget ran out first.
+
+    Two stages: a worker thread reads, validates, dedupes and seals chunk N+1
+    (``_parse_chunk`` and the writer's ``prepare``: CPU work that touches
+    neither the database nor the key store) while this thread writes chunk N
+    (the database work, during which psycopg2 releases the GIL). The keys a
+    chunk is sealed with are resolved here, on this thread, before it is
+    handed over. Everything that decides what is written (the import's
+    status and progress, suppressions, existing contacts) is read in the
+    chunk's own transaction, as before; a chunk read ahead is simply not
+    written when the import stops.
+    """
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     chunks_left = max_chunks
     scope = account.public_id
@@ -1046,27 +1169,52 @@ def _import_rows(
     # rebuild the duplicate set and the error report, and not written.
     already = contact_import.rows_done
     done = 0
+    key_for = _frame_keys(contact_import)
     try:
-        with _open_text(contact_import, plan.encoding) as text:
+        with _open_text(contact_import, plan.encoding, key_for) as text:
             records = _records(text, plan.delimiter)
-            if plan.has_header:
-                next(records, None)
-            while True:
-                limit = already - done if done < already else chunk_rows
-                chunk = _parse_chunk(records, plan, min(limit, chunk_rows), scope, seen)
-                if chunk is None:
-                    return True
-                written = done >= already
-                if written:
-                    target.write(chunk, rows_done_before=done)
-                report.add(chunk.errors)
-                done += chunk.rows
-                if written and chunks_left is not None:
-                    chunks_left -= 1
-                    if chunks_left <= 0:
-                        return _at_end(records)
-                if written and deadline is not None and time.monotonic() >= deadline:
-                    return _at_end(records)
+
+            def read(limit: int, write: bool, chunk_keys: _ChunkKeys) -> _Chunk | None:
+                # On the worker thread: no database, no key store.
+                chunk = _parse_chunk(records, plan, limit, chunk_keys, seen)
+                if chunk is not None and write:
+                    target.prepare(chunk)
+                return chunk
+
+            def read_from(start: int) -> Future[_Chunk | None]:
+                limit = min(already - start, chunk_rows) if start < already else chunk_rows
+                return ahead.submit(read, limit, start >= already, _ChunkKeys.of(scope))
+
+            ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-import")
+            pending: Future[Any] | None = None
+            try:
+                if plan.has_header:
+                    ahead.submit(next, records, None).result()
+                pending = read_from(0)
+                while True:
+                    chunk = pending.result()
+                    if chunk is None:
+                        return True
+                    written = done >= already
+                    last_of_budget = written and chunks_left is not None and chunks_left <= 1
+                    # Chunk N+1 is read while chunk N is written; after the budget's
+                    # last chunk, only whether a row is left.
+                    pending = ahead.submit(_at_end, records) if last_of_budget else read_from(done + chunk.rows)
+                    if written:
+                        target.write(chunk, rows_done_before=done)
+                    report.add(chunk.errors)
+                    done += chunk.rows
+                    if last_of_budget:
+                        return pending.result()
+                    if written and chunks_left is not None:
+                        chunks_left -= 1
+                    if written and deadline is not None and time.monotonic() >= deadline:
+                        return pending.result() is None
+            finally:
+                # The worker finishes what it is reading before the file is closed.
+                if pending is not None:
+                    pending.cancel()
+                ahead.shutdown(wait=True)
     finally:
         report.close()
 
@@ -1098,10 +1246,7 @@ class _Writer:
             suppressed = self.suppressed(chunk.digests)
             created = updated = skipped = 0
             if suppressed:
-                keep = [position for position, digest in enumerate(chunk.digests) if digest not in suppressed]
-                for name in ("lines", "emails", "digests", "firsts", "lasts", "attributes", "tags", "sensitive"):
-                    values = getattr(chunk, name)
-                    setattr(chunk, name, [values[position] for position in keep])
+                chunk.keep([position for position, digest in enumerate(chunk.digests) if digest not in suppressed])
             if chunk.digests:
                 created, updated, skipped = self.write_rows(chunk)
             changes = {
@@ -1133,13 +1278,16 @@ class _Writer:
             )
             return {bytes(row[0]) for row in cursor}
 
+    def prepare(self, chunk: _Chunk) -> None:
+        """The chunk's CPU work that needs no database, done on the reading thread (nothing by default)."""
+
     def write_rows(self, chunk: _Chunk) -> tuple[int, int, int]:
         raise NotImplementedError
 
 
 # --- PostgreSQL: COPY into a staging table, then set-based statements -------------------------------------------
 
-_STAGING = "bluespark_import_staging"
+_STAGING = "bluespark_import_rows"
 _STAGING_COLUMNS = (
     "public_id",
     "email",
@@ -1150,7 +1298,11 @@ _STAGING_COLUMNS = (
     "attributes",
     "subscription_id",
     "consent_text",
+    "is_new",
 )
+# The cells of a COPY line that a row found existing at write time gets anew.
+_CELL_ID, _CELL_EMAIL, _CELL_FIRST, _CELL_LAST, _CELL_NEW = 0, 1, 4, 5, 9
+_CONTACT = "contacts.contact"
 
 
 _BASE32 = b"abcdefghijklmnopqrstuvwxyz234567"
@@ -1169,11 +1321,6 @@ def _public_ids(prefix: str, count: int) -> list[str]:
     return [head + letters[start : start + 26] for start in range(0, 26 * count, 26)]
 
 
-def _hex(values: Iterable[bytes]) -> list[str]:
-    # bytea in COPY's text format: "\x" and hex digits, the backslash itself escaped.
-    return ["\\\\x" + value.hex() for value in values]
-
-
 def _json_for_copy(value: dict[str, Any] | None) -> str:
     if not value:
         return "{}"
@@ -1182,8 +1329,49 @@ def _json_for_copy(value: dict[str, Any] | None) -> str:
 
 
 class _PostgresWriter(_Writer):
+    def prepare(self, chunk: _Chunk) -> None:
+        """Seal every row as a new contact under a fresh public id and build its COPY line.
+
+        Runs on the reading thread with the chunk's own keys. A row that turns
+        out to exist when the chunk is written is sealed again there for the
+        existing row's id (the associated data binds it), so this is only ever
+        a guess made early, never a shortcut.
+        """
+        chunk_keys = chunk.chunk_keys
+        assert chunk_keys is not None
+        count = len(chunk.digests)
+        if not count:
+            return
+        ids = _public_ids("con", count)
+        emails = chunk.emails
+        sealed_emails = chunk_keys.seal(_CONTACT, "email", ids, emails)
+        sealed_firsts = chunk_keys.seal(_CONTACT, "first_name", ids, [first or "" for first in chunk.firsts])
+        sealed_lasts = chunk_keys.seal(_CONTACT, "last_name", ids, [last or "" for last in chunk.lasts])
+        domains = chunk_keys.index_domains(emails)
+        attributes = [_json_for_copy(value) for value in chunk.attributes]
+        if self.mailing_list is not None:
+            subscription_ids = _public_ids("sub", count)
+            consent = chunk_keys.seal(
+                "contacts.subscription", "consent_text", subscription_ids, [self.consent_text] * count
+            )
+            tails = [f"{sub_id}\t\\\\x{blob.hex()}" for sub_id, blob in zip(subscription_ids, consent, strict=True)]
+        else:
+            tails = ["\\N\t\\N"] * count
+        # bytea in COPY's text format: "\x" and hex digits, the backslash itself escaped.
+        chunk.copy_rows = [
+            f"{row_id}\t\\\\x{email.hex()}\t\\\\x{digest.hex()}\t\\\\x{domain.hex()}\t\\\\x{first.hex()}\t"
+            f"\\\\x{last.hex()}\t{attrs}\t{tail}\tt"
+            for row_id, email, digest, domain, first, last, attrs, tail in zip(
+                ids, sealed_emails, chunk.digests, domains, sealed_firsts, sealed_lasts, attributes, tails, strict=True
+            )
+        ]
+        chunk.ids = ids
+        # The addresses and attributes now live in the COPY lines only (what is written never reads them
+        # again): two fewer copies of the chunk in memory while it waits for its turn.
+        chunk.emails, chunk.attributes = [], []
+
     def write_rows(self, chunk: _Chunk) -> tuple[int, int, int]:
-        account_id, scope = self.account.pk, self.scope
+        account_id = self.account.pk
         with connection.cursor() as cursor:
             # The import commits often and can always be resumed from its saved progress:
             # waiting for each commit's WAL flush buys nothing (documented in docs/contacts.md).
@@ -1201,109 +1389,58 @@ class _PostgresWriter(_Writer):
         if existing and not self.update_existing:
             keep = [position for position, digest in enumerate(chunk.digests) if digest not in existing]
             skipped = len(chunk.digests) - len(keep)
-            for name in ("lines", "emails", "digests", "firsts", "lasts", "attributes", "tags", "sensitive"):
-                values = getattr(chunk, name)
-                setattr(chunk, name, [values[position] for position in keep])
+            chunk.keep(keep)
             existing = {}
             if not chunk.digests:
                 return 0, 0, skipped
         count = len(chunk.digests)
-        ids: list[str] = []
-        email_blobs: list[bytes | None] = []
-        first_blobs: list[bytes | None] = []
-        last_blobs: list[bytes | None] = []
-        to_seal_email: list[tuple[int, tuple[str, str]]] = []
-        to_seal_first: list[tuple[int, tuple[str, str]]] = []
-        to_seal_last: list[tuple[int, tuple[str, str]]] = []
-        emails, firsts, lasts = chunk.emails, chunk.firsts, chunk.lasts
-        fresh_ids = iter(_public_ids("con", count - len(existing)))
-        for position, digest in enumerate(chunk.digests):
-            found = existing.get(digest)
-            if found is None:
-                row_id = next(fresh_ids)
-                ids.append(row_id)
-                email_blobs.append(None)
-                to_seal_email.append((position, (row_id, emails[position])))
-                first_blobs.append(None)
-                to_seal_first.append((position, (row_id, firsts[position] or "")))
-                last_blobs.append(None)
-                to_seal_last.append((position, (row_id, lasts[position] or "")))
-            else:
-                # An update seals with the existing row's id (its values' associated data binds it);
-                # a value the file leaves empty keeps the stored ciphertext as it is.
-                row_id, email_blob, first_blob, last_blob = found
-                ids.append(row_id)
-                email_blobs.append(email_blob)
-                first = firsts[position]
-                first_blobs.append(None if first else first_blob)
-                if first:
-                    to_seal_first.append((position, (row_id, first)))
-                last = lasts[position]
-                last_blobs.append(None if last else last_blob)
-                if last:
-                    to_seal_last.append((position, (row_id, last)))
-        for blobs, name, pending in (
-            (email_blobs, "email", to_seal_email),
-            (first_blobs, "first_name", to_seal_first),
-            (last_blobs, "last_name", to_seal_last),
-        ):
-            if pending:
-                sealed = seal_column(Contact, name, scope, [pair for _position, pair in pending])
-                for (position, _pair), blob in zip(pending, sealed, strict=True):
-                    blobs[position] = blob
-        domains = blind_index_column(scope, "email_domain", emails)
-        columns = [
-            ids,
-            _hex(email_blobs),  # type: ignore[arg-type]
-            _hex(chunk.digests),
-            _hex(domains),
-            _hex(first_blobs),  # type: ignore[arg-type]
-            _hex(last_blobs),  # type: ignore[arg-type]
-            [_json_for_copy(value) for value in chunk.attributes],
-        ]
-        if self.mailing_list is not None:
-            subscription_ids = _public_ids("sub", count)
-            consent = seal_column(
-                Subscription, "consent_text", scope, [(sub_id, self.consent_text) for sub_id in subscription_ids]
-            )
-            columns += [subscription_ids, _hex(consent)]
-        else:
-            columns += [["\\N"] * count, ["\\N"] * count]
-        data = "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
+        if existing:
+            self.update_rows(chunk, existing)
         now = timezone.now()
         with connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (public_id text, email bytea, email_index bytea, "
                 "email_domain_index bytea, first_name bytea, last_name bytea, attributes jsonb, "
-                "subscription_id text, consent_text bytea) ON COMMIT DELETE ROWS"
+                "subscription_id text, consent_text bytea, is_new boolean) ON COMMIT DELETE ROWS"
             )
             cursor.execute(f"TRUNCATE {_STAGING}")
-            cursor.copy_expert(
-                f"COPY {_STAGING} ({', '.join(_STAGING_COLUMNS)}) FROM STDIN",
-                io.BytesIO(data.encode("utf-8")),
-                size=1 << 20,
-            )
+            # One copy of the chunk's COPY text at a time: the lines, then the text, then its bytes.
+            text = "\n".join(chunk.copy_rows)
+            chunk.copy_rows = []
+            data = io.BytesIO(text.encode("utf-8"))
+            del text
+            cursor.copy_expert(f"COPY {_STAGING} ({', '.join(_STAGING_COLUMNS)}) FROM STDIN", data, size=1 << 20)
             del data
-            conflict = (
-                "DO UPDATE SET email = EXCLUDED.email, first_name = EXCLUDED.first_name, "
-                "last_name = EXCLUDED.last_name, attributes = c.attributes || EXCLUDED.attributes, "
-                "updated_at = EXCLUDED.updated_at WHERE c.public_id = EXCLUDED.public_id"
-                if self.update_existing
-                else "DO NOTHING"
-            )
-            # A row that appeared since the lookup (another import, a form) under another public id
-            # is left alone: sealing for this row id would not open there. It counts as skipped.
-            cursor.execute(
-                "WITH written AS ("  # noqa: S608 - fixed names, values as parameters
-                "INSERT INTO contacts_contact AS c (account_id, public_id, email, email_index, email_domain_index, "
+            columns = (
+                "INSERT INTO contacts_contact AS c (account_id, public_id, email, email_index, email_domain_index, "  # noqa: S608
                 "first_name, last_name, status, source, attributes, created_at, updated_at) "
                 "SELECT %s, s.public_id, s.email, s.email_index, s.email_domain_index, s.first_name, s.last_name, "
                 f"%s, %s, s.attributes, %s, %s FROM {_STAGING} s "
-                f"ON CONFLICT (account_id, email_index) {conflict} RETURNING (xmax = 0) AS inserted) "
-                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written",
-                [account_id, Contact.Status.SUBSCRIBED, Contact.Source.IMPORT, now, now],
             )
-            created, updated = cursor.fetchone()
+            parameters = [account_id, Contact.Status.SUBSCRIBED, Contact.Source.IMPORT, now, now]
+            # Rows not found at the lookup: a plain insert. One that appeared since (another import,
+            # a form) is left alone: it has another public id, which this row's values are sealed
+            # for. It counts as skipped.
+            cursor.execute(
+                columns + "WHERE s.is_new ON CONFLICT (account_id, email_index) DO NOTHING",  # noqa: S608
+                parameters,
+            )
+            created, updated = cursor.rowcount, 0
+            if existing:
+                # Rows found at the lookup, sealed for their own public id: updated only while
+                # the address still belongs to that row.
+                cursor.execute(
+                    "WITH written AS ("  # noqa: S608 - fixed names, values as parameters
+                    + columns
+                    + "WHERE NOT s.is_new ON CONFLICT (account_id, email_index) DO UPDATE SET "
+                    "email = EXCLUDED.email, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, "
+                    "attributes = c.attributes || EXCLUDED.attributes, updated_at = EXCLUDED.updated_at "
+                    "WHERE c.public_id = EXCLUDED.public_id RETURNING (xmax = 0) AS inserted) "
+                    "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written",
+                    parameters,
+                )
+                also_created, updated = cursor.fetchone()
+                created += also_created
             if self.mailing_list is not None:
                 # Never re-subscribes: a person's existing subscription (even an unsubscribe) stays as it is.
                 cursor.execute(
@@ -1324,9 +1461,37 @@ class _PostgresWriter(_Writer):
                         account_id,
                     ],
                 )
-            self.write_tags(cursor, ids, chunk.tags, now)
-            self.write_sensitive(cursor, ids, chunk.sensitive)
+            self.write_tags(cursor, chunk.ids, chunk.tags, now)
+            self.write_sensitive(cursor, chunk.ids, chunk.sensitive)
         return created, updated, skipped + count - created - updated
+
+    def update_rows(self, chunk: _Chunk, existing: dict[bytes, tuple[str, bytes, bytes, bytes]]) -> None:
+        """Turn the rows found existing into updates of those rows: their public id, sealed anew for it.
+
+        The stored email is kept as it is (same address, same blind index); a
+        name the file leaves empty keeps the stored ciphertext.
+        """
+        chunk_keys = chunk.chunk_keys
+        assert chunk_keys is not None
+        ids, rows = chunk.ids, chunk.copy_rows
+        for position, digest in enumerate(chunk.digests):
+            found = existing.get(digest)
+            if found is None:
+                continue
+            row_id, email_blob, first_blob, last_blob = found
+            first, last = chunk.firsts[position], chunk.lasts[position]
+            if first:
+                first_blob = chunk_keys.seal(_CONTACT, "first_name", [row_id], [first])[0]
+            if last:
+                last_blob = chunk_keys.seal(_CONTACT, "last_name", [row_id], [last])[0]
+            cells = rows[position].split("\t")
+            cells[_CELL_ID] = row_id
+            cells[_CELL_EMAIL] = "\\\\x" + email_blob.hex()
+            cells[_CELL_FIRST] = "\\\\x" + first_blob.hex()
+            cells[_CELL_LAST] = "\\\\x" + last_blob.hex()
+            cells[_CELL_NEW] = "f"
+            rows[position] = "\t".join(cells)
+            ids[position] = row_id
 
     def write_tags(self, cursor: Any, ids: list[str], tags: list[list[str] | None], now: datetime.datetime) -> None:
         pairs = [(row_id, name) for row_id, names in zip(ids, tags, strict=True) if names for name in names]
