@@ -51,6 +51,7 @@ import re
 import secrets
 import struct
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -1224,7 +1225,7 @@ def _at_end(records: Iterator[tuple[int, list[str]]]) -> bool:
     return next(records, None) is None
 
 
-class _Writer:
+class _Writer(ABC):
     """Writes one chunk and its progress in one transaction, after checking the import may go on."""
 
     def __init__(self, account: Account, contact_import: ContactImport, plan: _Plan) -> None:
@@ -1278,11 +1279,12 @@ class _Writer:
             )
             return {bytes(row[0]) for row in cursor}
 
-    def prepare(self, chunk: _Chunk) -> None:
+    def prepare(self, chunk: _Chunk) -> None:  # noqa: B027 - a hook: writers without such work keep it
         """The chunk's CPU work that needs no database, done on the reading thread (nothing by default)."""
 
+    @abstractmethod
     def write_rows(self, chunk: _Chunk) -> tuple[int, int, int]:
-        raise NotImplementedError
+        """Write the chunk's rows; (created, updated, skipped)."""
 
 
 # --- PostgreSQL: COPY into a staging table, then set-based statements -------------------------------------------
