@@ -6,6 +6,7 @@ Every step needs the editor role. The views translate HTTP; the engine in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -193,47 +194,53 @@ def import_progress_fragment(request: HttpRequest, import_id: str) -> HttpRespon
     return render(request, "contacts/import_progress_fragment.html", _progress_context(contact_import))
 
 
-@require_role(Role.EDITOR)
-@require_POST
-def import_pause(request: HttpRequest, import_id: str) -> HttpResponse:
+def _change_state(
+    request: HttpRequest, import_id: str, change: Callable[[ContactImport], object], success: str
+) -> HttpResponse:
+    """Pause, resume or cancel through the engine; a refusal becomes a message on the progress page."""
     account = request.account
     contact_import = _contact_import(account, import_id)
     try:
-        importing.pause_import(account, contact_import)
+        change(contact_import)
     except importing.ImportError_ as error:
         messages.error(request, str(error))
     else:
-        messages.success(request, "Import paused; it stops after the rows it is writing.")
+        messages.success(request, success)
     return _to_progress(account, contact_import)
+
+
+@require_role(Role.EDITOR)
+@require_POST
+def import_pause(request: HttpRequest, import_id: str) -> HttpResponse:
+    return _change_state(
+        request,
+        import_id,
+        lambda contact_import: importing.pause_import(request.account, contact_import),
+        "Import paused; it stops after the rows it is writing.",
+    )
 
 
 @require_role(Role.EDITOR)
 @require_POST
 def import_resume(request: HttpRequest, import_id: str) -> HttpResponse:
-    account = request.account
-    contact_import = _contact_import(account, import_id)
-    try:
-        importing.resume_import(account, contact_import)
-    except importing.ImportError_ as error:
-        messages.error(request, str(error))
-    else:
-        messages.success(request, "Import resumed.")
-    return _to_progress(account, contact_import)
+    return _change_state(
+        request,
+        import_id,
+        lambda contact_import: importing.resume_import(request.account, contact_import),
+        "Import resumed.",
+    )
 
 
 @require_role(Role.EDITOR)
 @require_POST
 def import_cancel(request: HttpRequest, import_id: str) -> HttpResponse:
     """Stop the import for good; the rows already imported stay (the service records ``contact.import_cancelled``)."""
-    account = request.account
-    contact_import = _contact_import(account, import_id)
-    try:
-        importing.cancel_import(account, contact_import, actor=request.user)
-    except importing.ImportError_ as error:
-        messages.error(request, str(error))
-    else:
-        messages.success(request, "Import cancelled. Rows already imported stay.")
-    return _to_progress(account, contact_import)
+    return _change_state(
+        request,
+        import_id,
+        lambda contact_import: importing.cancel_import(request.account, contact_import, actor=request.user),
+        "Import cancelled. Rows already imported stay.",
+    )
 
 
 @require_role(Role.EDITOR)

@@ -60,6 +60,12 @@ class ContactError(Exception):
 class ContactExists(ContactError):
     """The address is already a contact of the account."""
 
+    MESSAGE = "A contact with this email address already exists."
+
+    @classmethod
+    def for_email(cls) -> ContactExists:
+        return cls(cls.MESSAGE, errors={"email": [cls.MESSAGE]})
+
 
 @dataclass(frozen=True)
 class ItemResult:
@@ -420,10 +426,7 @@ def create_contact(
             contact.save()
             _write_tags_and_values(account, [(contact, changes)])
     except IntegrityError:
-        raise ContactExists(
-            "A contact with this email address already exists.",
-            errors={"email": ["A contact with this email address already exists."]},
-        ) from None
+        raise ContactExists.for_email() from None
     return contact
 
 
@@ -468,10 +471,7 @@ def update_contact(
             if changed or touched:
                 contact.save(update_fields=[*changed, "updated_at"])
     except IntegrityError:
-        raise ContactExists(
-            "A contact with this email address already exists.",
-            errors={"email": ["A contact with this email address already exists."]},
-        ) from None
+        raise ContactExists.for_email() from None
     return contact
 
 
