@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -29,8 +30,7 @@ from accounts.rest import TenantAPIView
 from contacts import services
 from contacts.consent import ConsentError, subscribe_contact, unsubscribe_contact
 from contacts.models import Contact, MailingList, Segment, Subscription, Suppression
-from contacts.segments import SegmentError
-from contacts.segments import count as count_segment
+from contacts.segments import SegmentError, account_is_small, count_for_display
 from contacts.selectors import (
     ContactFilter,
     access_contact,
@@ -490,11 +490,20 @@ class SegmentDetailAPI(TenantAPIView):
 
 
 class SegmentCountSerializer(serializers.Serializer):
-    count = serializers.IntegerField(help_text="How many of the account's contacts match the segment now.")
+    count = serializers.IntegerField(
+        allow_null=True,
+        help_text="How many of the account's contacts match: counted now for accounts of up to 100,000 contacts, "
+        "else the last background count (null before the first).",
+    )
+    counted_at = serializers.DateTimeField(allow_null=True, help_text="When that count was made.")
+    refreshing = serializers.BooleanField(
+        help_text="True when the figure is older than the segment, or than 10 minutes, and a new count is running: "
+        "ask again in a few seconds."
+    )
 
 
 class SegmentCountAPI(TenantAPIView):
-    """How many contacts match a segment, counted now."""
+    """How many contacts match a segment (counted now in small accounts, in the background in large ones)."""
 
     model = Segment
     scope_resource = "contacts"
@@ -503,8 +512,12 @@ class SegmentCountAPI(TenantAPIView):
     @extend_schema(responses={200: SegmentCountSerializer, 400: OpenApiResponse(description="The segment cannot run.")})
     def get(self, request: Request, public_id: str) -> Response:
         segment = access_segment(self.account, public_id)
+        started = timezone.now()
         try:
-            matching = count_segment(self.account, segment.definition)
+            matching, refreshing = count_for_display(self.account, segment)
         except SegmentError as error:
             raise exceptions.ValidationError({"definition": [str(error)]}) from None
-        return Response({"count": matching})
+        # A small account was counted just now (the size probe is cached, so asking again costs no query).
+        counted_at = started if account_is_small(self.account) else segment.counted_at
+        answer = {"count": matching, "counted_at": counted_at, "refreshing": refreshing}
+        return Response(SegmentCountSerializer(answer).data)

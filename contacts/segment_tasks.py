@@ -6,7 +6,7 @@ import logging
 
 from accounts.models import Account
 from accounts.tenancy import tenant_task
-from contacts.segments import SegmentError, refresh_count, segment_to_count
+from contacts.segments import SegmentError, count_definition_now, refresh_count, segment_to_count
 
 logger = logging.getLogger(__name__)
 
@@ -22,4 +22,19 @@ def refresh_segment_count(account: Account, segment_id: str) -> int | None:
     except SegmentError as error:
         # A list or field it names was deleted: the dashboard shows the same error when it counts live.
         logger.info("Segment %s not counted: %s", segment.public_id, error.message)
+        return None
+
+
+@tenant_task()
+def count_segment_definition(account: Account, definition: dict) -> int | None:
+    """Count a definition the builder shows before it is saved, and cache the figure for the builder.
+
+    ``definition`` is normalised (blind indexes in place of addresses and sensitive values), so the task's
+    arguments hold no personal data.
+    """
+    try:
+        return count_definition_now(account, definition)
+    except SegmentError as error:
+        # A list or field it names was deleted since: the builder shows the error when it asks again.
+        logger.info("Segment definition not counted: %s", error.message)
         return None

@@ -89,6 +89,8 @@ results are the same, only slower.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable
@@ -651,6 +653,49 @@ def account_is_small(account: Account) -> bool:
         answer = Contact.objects.values("pk")[: limit + 1].count() <= limit
         cache.set(key, answer, SIZE_PROBE_SECONDS)
     return bool(answer)
+
+
+def _draft_key(account: Account, definition: dict) -> str:
+    # The normalised definition holds blind indexes, never addresses or sensitive values (validate).
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"segments:draft-count:{account.public_id}:{digest}"
+
+
+def count_definition_for_display(account: Account, definition: dict) -> tuple[int | None, bool]:
+    """(count, refreshing) of a definition not saved yet (the builder's live count).
+
+    A small account is counted now. A large one gets the figure a background count left in the cache for the
+    same normalised definition in the last ``CACHED_COUNT_MAX_AGE``, else None with one count queued (the page
+    asks again). Raises SegmentError for a definition outside the language, in both cases.
+    """
+    _require_scope(account)
+    checked = _Checker(account).check(definition)
+    if checked.engagement_path is not None:
+        raise SegmentError(checked.engagement_path, ENGAGEMENT_PENDING)
+    if account_is_small(account):
+        return Contact.objects.filter(
+            _Compiler(account, checked, timezone.now()).node(checked.definition)
+        ).count(), False
+    normalised = checked.definition
+    key = _draft_key(account, normalised)
+    cached = cache.get(key)
+    if cached is not None:
+        return int(cached), False
+    if cache.add(f"{key}:pending", True, REFRESH_PENDING_SECONDS):
+        from contacts.segment_tasks import count_segment_definition
+
+        account_id = account.public_id
+        transaction.on_commit(lambda: count_segment_definition.delay(account_id, normalised))
+    return None, True
+
+
+def count_definition_now(account: Account, definition: dict) -> int:
+    """Count a normalised definition and leave the figure where ``count_definition_for_display`` looks."""
+    matched = count(account, definition)
+    key = _draft_key(account, definition)
+    cache.set(key, matched, int(CACHED_COUNT_MAX_AGE.total_seconds()))
+    cache.delete(f"{key}:pending")
+    return matched
 
 
 def count_for_display(account: Account, segment: Segment) -> tuple[int | None, bool]:

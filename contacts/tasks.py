@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 from contacts.import_tasks import run_import  # noqa: F401
-from contacts.segment_tasks import refresh_segment_count  # noqa: F401
+from contacts.segment_tasks import count_segment_definition, refresh_segment_count  # noqa: F401

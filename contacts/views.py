@@ -454,10 +454,12 @@ def segment_count(request: HttpRequest) -> HttpResponse:
     """The builder's live count (htmx): how many contacts the rows on screen match right now."""
     account = request.account
     builder = SegmentBuilder.from_post(request.POST)
-    context: dict[str, Any] = {"count": None, "error": builder.error}
+    context: dict[str, Any] = {"count": None, "refreshing": False, "error": builder.error}
     if builder.error is None:
+        definition = builder.definition(number_fields=_number_fields(account))
         try:
-            context["count"] = segments.count(account, builder.definition(number_fields=_number_fields(account)))
+            # A large account's figure comes from a background count: the fragment asks again while it runs.
+            context["count"], context["refreshing"] = segments.count_definition_for_display(account, definition)
         except segments.SegmentError as error:
             context["error"] = str(error)
     return render(request, "contacts/segment_count.html", context)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -16,6 +17,7 @@ from audit.models import AuditEvent
 from bluespark.rest import PROBLEM_CONTENT_TYPE
 from contacts.consent import subscribe_contact, suppress
 from contacts.models import Contact, CustomField, Segment, SensitiveValue, Subscription, Suppression
+from contacts.segment_tasks import refresh_segment_count
 from contacts.selectors import contact_with_email
 from contacts.services import create_contact, create_mailing_list
 from tests.cast import CastTestCase
@@ -451,7 +453,24 @@ class ListAndSegmentApiTests(ContactApiTestCase):
 
         counted = self.call("get", reverse("api-segment-count", args=[self.pro_segment.public_id]), self.reader)
 
-        assert counted.status_code == 200 and counted.json() == {"count": 1}
+        assert counted.status_code == 200
+        assert (counted.json()["count"], counted.json()["refreshing"]) == (1, False)
+        assert counted.json()["counted_at"] is not None
+
+    def test_a_large_accounts_count_comes_from_the_background_with_its_time(self):
+        url = reverse("api-segment-count", args=[self.pro_segment.public_id])
+        with override_settings(SEGMENT_LIVE_COUNT_LIMIT=0):
+            with self.captureOnCommitCallbacks() as queued:
+                first = self.call("get", url, self.reader).json()
+            assert first == {"count": None, "counted_at": None, "refreshing": True}
+            assert len(queued) == 1
+            refresh_segment_count.apply(args=[self.acme.public_id, self.pro_segment.public_id], throw=True)
+
+            counted = self.call("get", url, self.reader).json()
+
+        self.pro_segment.refresh_from_db()
+        assert (counted["count"], counted["refreshing"]) == (1, False)
+        assert counted["counted_at"] == self.pro_segment.counted_at.isoformat().replace("+00:00", "Z")
 
     def test_a_segment_that_cannot_run_is_a_400_problem(self):
         with account_scope(self.acme):

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -15,6 +16,7 @@ from accounts.reauth import VERIFIED_AT_KEY
 from accounts.tenancy import account_scope
 from audit.models import AuditEvent
 from contacts.models import Contact, CustomField, MailingList, Segment, SensitiveValue, Subscription
+from contacts.segments import count_definition_now, validate
 from contacts.services import create_contact, create_mailing_list, update_contact
 from tests.cast import CastTestCase
 
@@ -389,6 +391,25 @@ class SegmentPageTests(ContactPagesTestCase):
         bad = self.client.post(url, self.builder_form("", [("first_name", "eq", "Ann")]))
         assert "encrypted" in bad.content.decode()
         assert self.client.get(url).status_code == 405
+
+    @override_settings(SEGMENT_LIVE_COUNT_LIMIT=0)
+    def test_a_large_account_sees_a_background_count_the_fragment_asks_for_again(self):
+        url = self.url("segment_count")
+        form = self.builder_form("", [("tag", "has", "gold")])
+        with self.captureOnCommitCallbacks() as queued:
+            waiting = self.client.post(url, form, HTTP_HX_REQUEST="true").content.decode()
+            again = self.client.post(url, form, HTTP_HX_REQUEST="true").content.decode()
+        assert "Counting" in waiting and 'hx-trigger="load delay:1s"' in waiting and f'hx-post="{url}"' in waiting
+        assert "Counting" in again
+        assert len(queued) == 1  # one background count, however often the page asks
+
+        with account_scope(self.acme):
+            count_definition_now(
+                self.acme, validate(self.acme, {"all": [{"field": "tag", "op": "has", "value": "gold"}]})
+            )
+        counted = self.client.post(url, form, HTTP_HX_REQUEST="true").content.decode()
+
+        assert "2 contacts match" in counted and "hx-trigger" not in counted
 
     def test_the_builder_page_asks_for_the_live_count_without_inline_script(self):
         html = self.client.get(self.url("segment_create")).content.decode()

@@ -14,8 +14,16 @@ from django.utils import timezone
 from accounts.tenancy import TenantScopeError, account_scope
 from contacts import segments
 from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Subscription, Tag
-from contacts.segment_tasks import refresh_segment_count
-from contacts.segments import SegmentError, contacts_matching, count, count_for_display, refresh_count, validate
+from contacts.segment_tasks import count_segment_definition, refresh_segment_count
+from contacts.segments import (
+    SegmentError,
+    contacts_matching,
+    count,
+    count_definition_for_display,
+    count_for_display,
+    refresh_count,
+    validate,
+)
 from contacts.services import create_contact
 from tests.cast import CastTestCase
 
@@ -566,6 +574,29 @@ class SegmentCountTests(SegmentTestCase):
         # Another account's segment id is unknown to the task run for Globex.
         assert refresh_segment_count.apply(args=[self.globex.public_id, segment.public_id], throw=True).get() is None
         assert refresh_segment_count.apply(args=["acc_gone", segment.public_id], throw=True).get() is None
+
+    def test_a_draft_definition_is_counted_in_the_background_for_a_large_account(self):
+        definition = cond("tag", "has", "vip")
+        with override_settings(SEGMENT_LIVE_COUNT_LIMIT=0):
+            with account_scope(self.acme), self.captureOnCommitCallbacks() as queued:
+                assert count_definition_for_display(self.acme, definition) == (None, True)
+            assert len(queued) == 1
+            with account_scope(self.acme):
+                normalised = validate(self.acme, definition)
+            assert count_segment_definition.apply(args=[self.acme.public_id, normalised], throw=True).get() == 2
+            with account_scope(self.acme), self.captureOnCommitCallbacks() as queued:
+                assert count_definition_for_display(self.acme, definition) == (2, False)
+            assert queued == []
+            # Globex's builder never sees Acme's figure for the same definition.
+            with account_scope(self.globex), self.captureOnCommitCallbacks() as queued:
+                assert count_definition_for_display(self.globex, definition) == (None, True)
+
+    def test_a_small_account_counts_a_draft_now(self):
+        with account_scope(self.acme), self.captureOnCommitCallbacks() as queued:
+            assert count_definition_for_display(self.acme, cond("tag", "has", "vip")) == (2, False)
+            with pytest.raises(SegmentError):
+                count_definition_for_display(self.acme, cond("engagement", "opened_within_days", 3))
+        assert queued == []
 
     def test_the_task_leaves_a_segment_that_no_longer_holds_uncounted(self):
         with account_scope(self.acme):
