@@ -14,7 +14,7 @@ answer when it is done. Then, for 24 hours:
 Answers with a 2xx or 4xx status are stored (a 400 stays a 400: retrying
 cannot fix the body); a 5xx or an unhandled error releases the key so the
 retry runs again. The stored body is encrypted (it may hold an address).
-``purge_idempotency_records`` deletes expired records; a periodic task calls it.
+``purge_idempotency_records`` deletes expired records; beat runs it hourly (``accounts.tasks``).
 """
 
 from __future__ import annotations

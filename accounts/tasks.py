@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import shared_task
+from django.core.management import call_command
+
 from accounts import services
+from accounts.idempotency import purge_idempotency_records
 from accounts.models import Account
 from accounts.selectors import access_data_key_rotation
 from accounts.tenancy import tenant_task
@@ -27,3 +31,19 @@ def reseal_account_data(self: Any, account: Account, rotation_id: str) -> None:
 def purge_account(account: Account) -> None:
     """Remove the rows of an account its owner deleted (already unreadable and unreachable: see close_account)."""
     services.delete_account(account)
+
+
+# Beat's clean-ups (CELERY_BEAT_SCHEDULE) belong to no account: plain tasks, each safe to run twice
+# or at once on two workers (they only delete what has already expired).
+
+
+@shared_task(name="accounts.tasks.purge_expired_idempotency_records")
+def purge_expired_idempotency_records() -> int:
+    """Delete every account's ``Idempotency-Key`` records past their 24 hours; how many went."""
+    return purge_idempotency_records()
+
+
+@shared_task(name="accounts.tasks.clear_expired_sessions")
+def clear_expired_sessions() -> None:
+    """Delete the expired rows of Django's session store, which never deletes them itself (``clearsessions``)."""
+    call_command("clearsessions")

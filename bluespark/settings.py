@@ -254,7 +254,20 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+# Exactly one beat runs (Procfile, docker-compose.yml); docs/operations.md lists these jobs.
+# A run that waited in the queue past the next one is dropped ("expires"): the next one does its work.
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "purge-expired-idempotency-records": {
+        "task": "accounts.tasks.purge_expired_idempotency_records",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
+    "clear-expired-sessions": {
+        "task": "accounts.tasks.clear_expired_sessions",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
+}
 
 # --- authentication -------------------------------------------------------------
 
