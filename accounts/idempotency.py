@@ -13,7 +13,9 @@ answer when it is done. Then, for 24 hours:
 
 Answers with a 2xx or 4xx status are stored (a 400 stays a 400: retrying
 cannot fix the body); a 5xx or an unhandled error releases the key so the
-retry runs again. The stored body is encrypted (it may hold an address).
+retry runs again. What is stored is what was sent: the status, the body's
+bytes and its ``Content-Type``, so a replay is the same answer whatever the
+renderer. The stored body is encrypted (it may hold an address).
 ``purge_idempotency_records`` deletes expired records; beat runs it hourly (``accounts.tasks``).
 """
 
@@ -30,11 +32,11 @@ from django.utils import timezone
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, status
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account, ApiKey, IdempotencyRecord
+from accounts.tenancy import account_scope
 from bluespark.rest import PROBLEM_CONTENT_TYPE
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -106,11 +108,12 @@ def claim_idempotency_key(account: Account, api_key: ApiKey, key: str, fingerpri
     raise IdempotencyKeyInProgress()
 
 
-def store_idempotent_answer(record: IdempotencyRecord, status_code: int, body: str) -> None:
-    """Keep the answer a claimed key replays from now on."""
+def store_idempotent_answer(record: IdempotencyRecord, status_code: int, body: str, *, content_type: str) -> None:
+    """Keep the answer a claimed key replays from now on (``content_type`` empty for an answer with none)."""
     record.status_code = status_code
     record.response_body = body
-    record.save(update_fields=["status_code", "response_body"])
+    record.response_content_type = content_type
+    record.save(update_fields=["status_code", "response_body", "response_content_type"])
 
 
 def release_idempotency_key(record: IdempotencyRecord) -> None:
@@ -142,14 +145,24 @@ class _Replay(Exception):
 
 
 def replayed_response(record: IdempotencyRecord) -> HttpResponse:
+    """The stored answer again: status, body and ``Content-Type`` as first sent, marked as a replay."""
     status_code = record.status_code or status.HTTP_200_OK
-    if not record.response_body:
-        response = HttpResponse(status=status_code)
+    response = HttpResponse(record.response_body, status=status_code)
+    content_type = record.response_content_type or _content_type_of_an_older_record(record)
+    if content_type:
+        response["Content-Type"] = content_type
     else:
-        content_type = PROBLEM_CONTENT_TYPE if status_code >= 400 else "application/json"
-        response = HttpResponse(record.response_body, status=status_code, content_type=content_type)
+        del response["Content-Type"]  # as DRF sends an empty answer (a 204): with none
     response[REPLAYED_HEADER] = "true"
     return response
+
+
+def _content_type_of_an_older_record(record: IdempotencyRecord) -> str:
+    # Records stored before response_content_type existed (at most a day old when it was added) kept
+    # only JSON bodies, as problem+json for errors. Remove a day after accounts.0008 is deployed.
+    if not record.response_body:
+        return ""
+    return PROBLEM_CONTENT_TYPE if (record.status_code or 0) >= 400 else "application/json"
 
 
 class IdempotentAutoSchema(AutoSchema):
@@ -208,13 +221,20 @@ class IdempotentMixin:
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         record, self._idempotency_record = self._idempotency_record, None
-        if record is not None:
-            if isinstance(response, Response) and response.status_code < 500:
-                body = JSONRenderer().render(response.data).decode("utf-8")
-                store_idempotent_answer(record, response.status_code, body)
-            else:
-                release_idempotency_key(record)
-        return super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        if record is None:
+            return response
+        if not isinstance(response, Response) or response.status_code >= 500:
+            release_idempotency_key(record)
+            return response
+        # Rendered now, by the renderer content negotiation chose, so the record keeps the bytes and the
+        # Content-Type this client gets (Django's later render() of a rendered response does nothing).
+        response.render()
+        body, content_type = response.content.decode("utf-8"), response.get("Content-Type", "")
+        # TenantAPIView.finalize_response has left the account's scope: the record is saved in it again.
+        with account_scope(self.account):  # type: ignore[attr-defined]
+            store_idempotent_answer(record, response.status_code, body, content_type=content_type)
+        return response
 
     def _release_claim(self) -> None:
         record, self._idempotency_record = self._idempotency_record, None

@@ -415,6 +415,8 @@ class IdempotencyRecord(TenantModel):
     request_fingerprint = models.BinaryField(max_length=32)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = EncryptedTextField(blank=True, default="")
+    # The answer's Content-Type as sent; empty for an answer with none (a 204).
+    response_content_type = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta(TenantModel.Meta):

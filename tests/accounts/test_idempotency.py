@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import time_machine
 from django.db import connection
-from django.test import Client
-from django.urls import reverse
+from django.test import Client, override_settings
+from django.urls import path, reverse
+from rest_framework import status
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from accounts.idempotency import (
     IDEMPOTENCY_KEY_LIFETIME,
+    IdempotentMixin,
     claim_idempotency_key,
     purge_idempotency_records,
     request_fingerprint,
 )
 from accounts.models import ApiScope, IdempotencyRecord
+from accounts.rest import TenantAPIView
 from accounts.services import create_api_key
 from accounts.tenancy import account_scope
 from bluespark.rest import PROBLEM_CONTENT_TYPE
@@ -30,6 +37,32 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CANARY = "idem-canary-51c2@acme.test"
 
 
+class CsvRenderer(BaseRenderer):
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return "".join(f"{name},{value}\r\n" for name, value in (data or {}).items()).encode()
+
+
+class ReceiptAPI(IdempotentMixin, TenantAPIView):
+    """An idempotent POST answered in CSV, or with no body at all: what the JSON endpoints cannot show."""
+
+    scope_resource = "contacts"
+    renderer_classes = [CsvRenderer]
+
+    def post(self, request: Request) -> Response:
+        if request.data.get("empty"):
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        # A fresh value each run, so a replay is told apart from the view running again.
+        return Response({"receipt": secrets.token_hex(8)}, status=status.HTTP_201_CREATED)
+
+
+# The URLs of ReplayedContentTypeTests (ROOT_URLCONF is this module there).
+urlpatterns = [path("api/v1/receipts/", ReceiptAPI.as_view(), name="test-receipts")]
+
+
 class IdempotencyTests(CastTestCase):
     @classmethod
     def setUpTestData(cls) -> None:
@@ -39,9 +72,16 @@ class IdempotencyTests(CastTestCase):
             cls.other_key = create_api_key(cls.acme, name="etl", scopes=[ApiScope.CONTACTS_WRITE], created_by=cls.alice)
 
     def post(
-        self, url: str, body: Any, idempotency_key: str | None = "k-1", *, key: Any = None, client: Client | None = None
+        self,
+        url: str,
+        body: Any,
+        idempotency_key: str | None = "k-1",
+        *,
+        key: Any = None,
+        client: Client | None = None,
+        **headers: str,
     ):
-        headers = {"HTTP_AUTHORIZATION": f"Bearer {(key or self.key).token}"}
+        headers["HTTP_AUTHORIZATION"] = f"Bearer {(key or self.key).token}"
         if idempotency_key is not None:
             headers["HTTP_IDEMPOTENCY_KEY"] = idempotency_key
         return (client or self.client).post(url, json.dumps(body), content_type="application/json", **headers)
@@ -180,3 +220,78 @@ class IdempotencyTests(CastTestCase):
         with account_scope(self.acme):
             assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
             assert Contact.objects.count() == 2
+
+    def test_a_replay_sends_the_bytes_first_sent_not_a_new_rendering(self):
+        # JSONRenderer indents when the client asks; the replay must not come back compact.
+        url, body = reverse("api-contact-list"), {"email": "pia@acme.test"}
+        first = self.post(url, body, HTTP_ACCEPT="application/json; indent=4")
+        assert first.status_code == 201
+        assert b'\n    "' in first.content
+
+        again = self.post(url, body, HTTP_ACCEPT="application/json; indent=4")
+
+        assert again["Idempotent-Replayed"] == "true"
+        assert (again.status_code, again["Content-Type"], again.content) == (
+            201,
+            first["Content-Type"],
+            first.content,
+        )
+
+    def test_an_answer_stored_before_content_types_were_kept_is_replayed_as_json(self):
+        url = reverse("api-contact-list")
+        assert self.post(url, {"email": "quin@acme.test"}).status_code == 201
+        assert self.post(url, {"email": "not an address"}, "k-2").status_code == 400
+        with account_scope(self.acme):
+            assert set(IdempotencyRecord.objects.values_list("response_content_type", flat=True)) == {
+                "application/json",
+                PROBLEM_CONTENT_TYPE,
+            }
+            # What a record written before accounts.0008 looks like.
+            IdempotencyRecord.objects.update(response_content_type="")
+
+        created = self.post(url, {"email": "quin@acme.test"})
+        refused = self.post(url, {"email": "not an address"}, "k-2")
+
+        assert (created.status_code, created["Content-Type"]) == (201, "application/json")
+        assert (refused.status_code, refused["Content-Type"]) == (400, PROBLEM_CONTENT_TYPE)
+        assert created["Idempotent-Replayed"] == refused["Idempotent-Replayed"] == "true"
+
+
+@override_settings(ROOT_URLCONF=__name__)
+class ReplayedContentTypeTests(CastTestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        super().setUpTestData()
+        with account_scope(cls.acme):
+            cls.key = create_api_key(cls.acme, name="crm", scopes=[ApiScope.CONTACTS_WRITE], created_by=cls.alice)
+
+    def post(self, body: Any):
+        return self.client.post(
+            reverse("test-receipts"),
+            json.dumps(body),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {self.key.token}",
+            HTTP_IDEMPOTENCY_KEY="k-1",
+        )
+
+    def test_a_replay_carries_the_content_type_first_sent(self):
+        first = self.post({"n": 1})
+        assert (first.status_code, first["Content-Type"]) == (201, "text/csv; charset=utf-8")
+        assert first.content.startswith(b"receipt,")
+
+        again = self.post({"n": 1})
+
+        assert again["Idempotent-Replayed"] == "true"
+        assert (again.status_code, again["Content-Type"], again.content) == (201, first["Content-Type"], first.content)
+
+    def test_an_answer_with_no_body_is_replayed_with_no_content_type(self):
+        first = self.post({"empty": True})
+        assert first.status_code == 204
+        assert "Content-Type" not in first
+
+        again = self.post({"empty": True})
+
+        assert again["Idempotent-Replayed"] == "true"
+        assert again.status_code == 204
+        assert "Content-Type" not in again
+        assert again.content == b""
