@@ -9,7 +9,9 @@ answer when it is done. Then, for 24 hours:
   replays the stored answer, with ``Idempotent-Replayed: true``;
 * the same key with another request is refused (422): a key names one request;
 * the same key while the first request still runs is refused (409): the
-  client retries later and then gets the replay.
+  client retries later and then gets the replay. A claim still without an
+  answer after ``ABANDONED_CLAIM_AGE`` was left by a process that died
+  mid-request (a killed worker): it is dropped, and the retry runs.
 
 Answers with a 2xx or 4xx status are stored (a 400 stays a 400: retrying
 cannot fix the body); a 5xx or an unhandled error releases the key so the
@@ -27,6 +29,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.openapi import AutoSchema
@@ -42,6 +45,9 @@ from bluespark.rest import PROBLEM_CONTENT_TYPE
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
+# No request runs this long: gunicorn kills a worker after GUNICORN_TIMEOUT (30 s) and the proxy gives
+# up after 60 s. Keep it well above both, or a slow first request could run again beside its retry.
+ABANDONED_CLAIM_AGE = timedelta(minutes=10)
 MAX_KEY_LENGTH = 255
 PURGE_BATCH = 5000
 
@@ -84,13 +90,17 @@ def claim_idempotency_key(account: Account, api_key: ApiKey, key: str, fingerpri
 
     The claim is an INSERT committed on its own (its own transaction under
     autocommit), so a concurrent duplicate finds it at once. A record older
-    than the key's lifetime is deleted first: the key is free again. Raises
-    IdempotencyKeyReused for another request's key, IdempotencyKeyInProgress
-    while the first request runs.
+    than the key's lifetime, or a claim abandoned without an answer, is
+    deleted first: the key is free again. Raises IdempotencyKeyReused for
+    another request's key, IdempotencyKeyInProgress while the first request runs.
     """
     records = IdempotencyRecord.objects.filter(account=account, api_key=api_key, key=key)
     for _attempt in range(2):
-        records.filter(created_at__lt=timezone.now() - IDEMPOTENCY_KEY_LIFETIME).delete()
+        now = timezone.now()
+        records.filter(
+            Q(created_at__lt=now - IDEMPOTENCY_KEY_LIFETIME)
+            | Q(status_code__isnull=True, created_at__lt=now - ABANDONED_CLAIM_AGE)
+        ).delete()
         record = IdempotencyRecord(account=account, api_key=api_key, key=key, request_fingerprint=fingerprint)
         try:
             with transaction.atomic():

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.idempotency import (
+    ABANDONED_CLAIM_AGE,
     IDEMPOTENCY_KEY_LIFETIME,
     IdempotentMixin,
     claim_idempotency_key,
@@ -152,6 +153,60 @@ class IdempotencyTests(CastTestCase):
         assert response.status_code == 409
         assert "still being processed" in response.json()["detail"]
         assert self.contacts_named("lee@acme.test") == 0
+
+    def test_a_claim_left_by_a_request_that_died_is_dropped_and_the_retry_runs(self):
+        url, body = reverse("api-contact-list"), {"email": "mia@acme.test"}
+        payload = json.dumps(body).encode()
+        with time_machine.travel(T0, tick=False) as clock:
+            with account_scope(self.acme):
+                # A worker killed mid-request leaves its claim with no answer, and never releases it.
+                claim_idempotency_key(self.acme, self.key.key, "k-1", request_fingerprint("POST", url, payload))
+            clock.shift(ABANDONED_CLAIM_AGE - timedelta(seconds=1))
+            assert self.post(url, body).status_code == 409
+            clock.shift(timedelta(seconds=2))
+
+            retried = self.post(url, body)
+            again = self.post(url, body)
+
+        assert retried.status_code == 201
+        assert "Idempotent-Replayed" not in retried
+        assert (again.status_code, again["Idempotent-Replayed"]) == (201, "true")
+        assert self.contacts_named("mia@acme.test") == 1
+
+    def test_keys_of_two_accounts_never_meet(self):
+        with account_scope(self.globex):
+            globex_key = create_api_key(
+                self.globex, name="crm", scopes=[ApiScope.CONTACTS_WRITE], created_by=self.charlie
+            )
+        url = reverse("api-contact-upsert")
+        ours = self.post(url, {"email": "same@both.test"}, "k-1")
+        assert self.post(url, {"email": "ours@acme.test"}, "k-2").status_code == 201
+
+        # The same key and request: not Acme's replay. The same key, another request: not Acme's 422.
+        same = self.post(url, {"email": "same@both.test"}, "k-1", key=globex_key)
+        other = self.post(url, {"email": "theirs@globex.test"}, "k-2", key=globex_key)
+
+        assert (ours.status_code, same.status_code, other.status_code) == (201, 201, 201)
+        assert "Idempotent-Replayed" not in same
+        assert same.json()["id"] != ours.json()["id"]
+        for account in (self.acme, self.globex):
+            with account_scope(account):
+                assert sorted(IdempotencyRecord.objects.values_list("key", flat=True)) == ["k-1", "k-2"]
+
+    @override_settings(API_REQUESTS_PER_MINUTE=1)
+    def test_a_request_refused_before_it_ran_does_not_use_up_its_key(self):
+        # As in Stripe's rules: nothing is kept for a request the endpoint never started (here a 429).
+        url = reverse("api-contact-list")
+        with time_machine.travel(T0, tick=False) as clock:
+            assert self.post(url, {"email": "nia@acme.test"}, "k-1").status_code == 201
+            assert self.post(url, {"email": "oti@acme.test"}, "k-2").status_code == 429
+            clock.shift(timedelta(seconds=61))
+
+            retried = self.post(url, {"email": "oti@acme.test"}, "k-2")
+
+        assert retried.status_code == 201
+        assert "Idempotent-Replayed" not in retried
+        assert self.contacts_named("oti@acme.test") == 1
 
     def test_keys_expire_after_a_day(self):
         url = reverse("api-contact-upsert")
