@@ -1,23 +1,13 @@
 """A real Celery worker process against the real Redis broker."""
 
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-from urllib.parse import quote
-
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from accounts.models import Account
 from accounts.tenancy import account_scope
 from bluespark.celery import app
 from campaigns.services import create_campaign
 from tests.support import probe_tasks
-
-ROOT = Path(settings.BASE_DIR)
+from tests.support.worker import celery_worker
 
 
 def test_celery_accepts_only_json_and_acknowledges_late():
@@ -38,53 +28,10 @@ def test_a_task_with_a_non_json_argument_is_refused_before_it_is_sent():
         probe_tasks.describe_scope.apply_async(args=["acc_x", object()])
 
 
-def _database_url_of_the_test_database() -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "")
-    if db.get("PASSWORD"):
-        credentials += ":" + quote(db["PASSWORD"])
-    host = db["HOST"] or "localhost"
-    if host.startswith("/"):
-        return f"postgres://{credentials}@/{db['NAME']}?host={quote(host)}&port={db['PORT'] or 5432}"
-    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
 def worker():
-    env = {**os.environ, "DATABASE_URL": _database_url_of_the_test_database(), "BLUESPARK_ENV": "test"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "bluespark",
-            "worker",
-            "--pool",
-            "solo",
-            "--queues",
-            "default,bulk",
-            "--include",
-            "tests.support.probe_tasks",
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    with celery_worker(include=["tests.support.probe_tasks"]) as process:
+        yield process
 
 
 @pytest.mark.worker
