@@ -7,6 +7,7 @@ Every step needs the editor role. The views translate HTTP; the engine in
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.contrib import messages
@@ -170,11 +171,18 @@ def _chosen_options(request: HttpRequest, preview: importing.Preview) -> dict[st
 # --- progress, controls and the outcome -----------------------------------------------------------
 
 
+def _error_report(contact_import: ContactImport) -> Path | None:
+    """The error report once a row was refused; the engine writes one (its header alone) for every run."""
+    if not (contact_import.invalid or contact_import.duplicates):
+        return None
+    return importing.error_report_path(contact_import)
+
+
 def _progress_context(contact_import: ContactImport) -> dict[str, Any]:
     return {
         "contact_import": contact_import,
         "is_active": contact_import.status in ACTIVE,
-        "has_error_report": importing.error_report_path(contact_import) is not None,
+        "has_error_report": _error_report(contact_import) is not None,
     }
 
 
@@ -248,7 +256,7 @@ def import_cancel(request: HttpRequest, import_id: str) -> HttpResponse:
 def import_error_report(request: HttpRequest, import_id: str) -> FileResponse:
     """The per-row error report as a CSV download (line, column, field, reason: no cell values); 404 without one."""
     contact_import = _contact_import(request.account, import_id)
-    path = importing.error_report_path(contact_import)
+    path = _error_report(contact_import)
     if path is None:
         raise Http404("This import has no error report.")
     response = FileResponse(

@@ -174,6 +174,16 @@ class ImportPagesTests(CastTestCase):
             == 404
         )
 
+    def test_an_import_that_refused_no_row_offers_no_error_report(self) -> None:
+        contact_import = self.uploaded("Email Address,Given Name,Shoe size\nann@example.com,Ann,38\n")
+        self.start(contact_import)
+        self.run_engine(contact_import)
+        url = self.url("import_error_report", import_id=contact_import.public_id)
+        page = self.client.get(self.url("import_progress", import_id=contact_import.public_id)).content.decode()
+        assert "<dt>Created</dt><dd>1</dd>" in page
+        assert url not in page
+        assert self.client.get(url).status_code == 404
+
     def test_an_import_that_never_ran_has_no_report_to_download(self) -> None:
         contact_import = self.uploaded()
         assert self.client.get(self.url("import_error_report", import_id=contact_import.public_id)).status_code == 404
