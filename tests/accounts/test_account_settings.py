@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import time
 
+from django.apps import apps
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import Account, ApiKey, ApiScope, Membership, Role
 from accounts.reauth import VERIFIED_AT_KEY
-from accounts.services import create_api_key
+from accounts.services import create_api_key, delete_account
 from accounts.tasks import purge_account
-from accounts.tenancy import account_scope
-from contacts.models import Contact
+from accounts.tenancy import TenantModel, account_scope
+from contacts.consent import subscribe_contact
+from contacts.models import Contact, ContactTag
 from contacts.services import create_contact
 from security.models import WrappedKey
 from tests.cast import CastTestCase, make_user
@@ -92,6 +96,28 @@ class DeletionTests(AccountSettingsTestCase):
         assert not Contact.objects_unscoped_dangerous.filter(account_id=self.acme.pk).exists()
         # Globex is untouched.
         assert Membership.objects.filter(account=self.globex, user=self.charlie).exists()
+
+    def test_the_purge_deletes_every_account_owned_row_in_bounded_batches(self):
+        with account_scope(self.acme):
+            tagged = [create_contact(self.acme, email=f"p{n}@acme.test", tags=["vip"]) for n in range(7)]
+            for contact in tagged:
+                subscribe_contact(self.acme, contact, self.acme_list, source="manual")
+        with account_scope(self.globex):
+            kept = create_contact(self.globex, email="p0@acme.test", tags=["vip"])
+        owned = [model for model in apps.get_models() if issubclass(model, TenantModel)]
+
+        with CaptureQueriesContext(connection) as queries:
+            delete_account(self.acme, batch_rows=3)
+
+        assert not Account.objects.filter(pk=self.acme.pk).exists()
+        for model in owned:
+            assert not model.objects_unscoped_dangerous.filter(account_id=self.acme.pk).exists(), model.__name__
+        # 7 contacts, 3 a batch: three DELETEs of contacts, each of at most 3 rows.
+        contact_deletes = [q["sql"] for q in queries if q["sql"].startswith('DELETE FROM "contacts_contact"')]
+        assert len(contact_deletes) == 3
+        with account_scope(self.globex):
+            assert Contact.objects.get(pk=kept.pk).email == "p0@acme.test"
+            assert ContactTag.objects.filter(contact=kept).count() == 1
 
     def test_it_needs_a_recent_password_check(self):
         self.login(self.alice, verified=False)
