@@ -1125,7 +1125,11 @@ def _finish(account: Account, contact_import: ContactImport, status: str, error:
         name = locked.file_path
         locked.status, locked.error, locked.file_path = status, error, ""
         locked.finished_at = timezone.now()
-        locked.save(update_fields=["status", "error", "file_path", "finished_at"])
+        # A report with no refused row (its header alone) is not kept: nothing to download, nothing left on disk.
+        empty_report = locked.error_report_path if not (locked.invalid or locked.duplicates) else ""
+        if empty_report:
+            locked.error_report_path = ""
+        locked.save(update_fields=["status", "error", "file_path", "finished_at", "error_report_path"])
         record(
             "contact.import_finished",
             account=account,
@@ -1133,6 +1137,8 @@ def _finish(account: Account, contact_import: ContactImport, status: str, error:
             data={"status": status, **_counts(locked)},
         )
     _remove(name)
+    if empty_report:
+        _remove(empty_report)
     return locked
 
 

@@ -278,6 +278,14 @@ class EngineTests(ImportTestCase):
         self.assertEqual(ada.email, "ada@example.com")
         self.assertEqual(Contact.objects.count(), 2)
 
+    def test_an_import_with_no_refused_row_keeps_no_report(self) -> None:
+        result = self.import_csv("email\nann@example.com\nbob@example.com\n", {"0": "email"})
+
+        self.assertEqual((result.status, result.created, result.invalid, result.duplicates), ("done", 2, 0, 0))
+        self.assertEqual(result.error_report_path, "")
+        self.assertIsNone(importing.error_report_path(result))
+        self.assertEqual(list(self.folder.iterdir()), [])  # neither the upload nor an empty report stays
+
     def test_duplicates_invalid_rows_and_suppressed_addresses_are_counted_and_reported(self) -> None:
         Suppression.objects.create(
             account=self.acme,
