@@ -69,6 +69,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from audit.services import record
+from contacts import segments
 from contacts.models import (
     Contact,
     ContactImport,
@@ -1139,6 +1140,8 @@ def _finish(account: Account, contact_import: ContactImport, status: str, error:
     _remove(name)
     if empty_report:
         _remove(empty_report)
+    if locked.created or locked.updated:
+        segments.audience_changed(account)
     return locked
 
 

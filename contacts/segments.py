@@ -655,10 +655,29 @@ def account_is_small(account: Account) -> bool:
     return bool(answer)
 
 
+def _audience_key(account: Account) -> str:
+    return f"segments:audience-version:{account.public_id}"
+
+
+def audience_changed(account: Account) -> None:
+    """Say many contacts just changed (an import, a bulk upsert): cached counts are recounted when next shown.
+
+    Saved segments' figures become stale (still shown, marked as being refreshed) and the builder's cached
+    figures are forgotten. Single-contact changes do not call this: their figures catch up within
+    ``CACHED_COUNT_MAX_AGE``.
+    """
+    Segment.objects.filter(account=account, counted_at__isnull=False).update(counted_at=None)
+    try:
+        cache.incr(_audience_key(account))
+    except ValueError:  # no version yet
+        cache.set(_audience_key(account), 1, None)
+
+
 def _draft_key(account: Account, definition: dict) -> str:
     # The normalised definition holds blind indexes, never addresses or sensitive values (validate).
     digest = hashlib.sha256(json.dumps(definition, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return f"segments:draft-count:{account.public_id}:{digest}"
+    version = cache.get(_audience_key(account), 0)
+    return f"segments:draft-count:{account.public_id}:{version}:{digest}"
 
 
 def count_definition_for_display(account: Account, definition: dict) -> tuple[int | None, bool]:
@@ -691,8 +710,8 @@ def count_definition_for_display(account: Account, definition: dict) -> tuple[in
 
 def count_definition_now(account: Account, definition: dict) -> int:
     """Count a normalised definition and leave the figure where ``count_definition_for_display`` looks."""
+    key = _draft_key(account, definition)  # before counting: a change meanwhile makes this figure stale at once
     matched = count(account, definition)
-    key = _draft_key(account, definition)
     cache.set(key, matched, int(CACHED_COUNT_MAX_AGE.total_seconds()))
     cache.delete(f"{key}:pending")
     return matched

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import Account
 from audit.services import record
+from contacts import segments
 from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Suppression, Tag
 from contacts.selectors import contact_email_index, subscriber_count
 from security.fields import blind_index_column
@@ -534,6 +535,8 @@ def bulk_upsert(account: Account, items: Sequence[Any], *, source: str) -> list[
             results[index] = ItemResult(index, "error", errors=error.errors or {"non_field_errors": [error.message]})
     if checked:
         results |= _upsert_checked(account, checked, source=source)
+        if any(result.status in ("created", "updated") for result in results.values()):
+            segments.audience_changed(account)
     return [results[index] for index in range(len(items))]
 
 

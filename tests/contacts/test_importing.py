@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
+from django.utils import timezone
 
 from accounts.tenancy import account_scope
 from audit.models import AuditEvent
@@ -31,6 +32,7 @@ from contacts.models import (
     ContactImport,
     ContactTag,
     CustomField,
+    Segment,
     SensitiveValue,
     Subscription,
     Suppression,
@@ -277,6 +279,14 @@ class EngineTests(ImportTestCase):
         self.assertEqual((ada.public_id, ada.first_name, ada.last_name), (kept.public_id, "Augusta", "Byron"))
         self.assertEqual(ada.email, "ada@example.com")
         self.assertEqual(Contact.objects.count(), 2)
+
+    def test_a_finished_import_makes_the_segments_cached_counts_stale(self) -> None:
+        segment = Segment.objects.create(
+            account=self.acme, name="All", definition={}, cached_count=0, counted_at=timezone.now()
+        )
+        self.import_csv("email\nann@example.com\n", {"0": "email"})
+        segment.refresh_from_db()
+        self.assertEqual((segment.cached_count, segment.counted_at), (0, None))  # shown while recounted
 
     def test_an_import_with_no_refused_row_keeps_no_report(self) -> None:
         result = self.import_csv("email\nann@example.com\nbob@example.com\n", {"0": "email"})

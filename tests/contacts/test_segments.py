@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts.tenancy import TenantScopeError, account_scope
-from contacts import segments
+from contacts import segments, services
 from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Subscription, Tag
 from contacts.segment_tasks import count_segment_definition, refresh_segment_count
 from contacts.segments import (
@@ -20,6 +20,7 @@ from contacts.segments import (
     contacts_matching,
     count,
     count_definition_for_display,
+    count_definition_now,
     count_for_display,
     refresh_count,
     validate,
@@ -591,11 +592,38 @@ class SegmentCountTests(SegmentTestCase):
             with account_scope(self.globex), self.captureOnCommitCallbacks() as queued:
                 assert count_definition_for_display(self.globex, definition) == (None, True)
 
+    @override_settings(SEGMENT_LIVE_COUNT_LIMIT=0)
+    def test_a_bulk_change_makes_every_cached_figure_stale(self):
+        segment = self.vips()
+        definition = cond("tag", "has", "vip")
+        with account_scope(self.acme):
+            refresh_count(self.acme, segment)
+            count_definition_now(self.acme, validate(self.acme, definition))
+            assert count_for_display(self.acme, segment) == (1, False)
+            assert count_definition_for_display(self.acme, definition) == (2, False)
+
+            results = services.bulk_upsert(self.acme, [{"email": "new-vip@acme.test", "tags": ["vip"]}], source="api")
+            assert results[0].status == "created"
+
+            segment.refresh_from_db()
+            with self.captureOnCommitCallbacks() as queued:
+                assert count_for_display(self.acme, segment) == (1, True)  # the old figure, being refreshed
+                assert count_definition_for_display(self.acme, definition) == (None, True)
+            assert len(queued) == 2
+        # Another account's bulk change leaves Acme's fresh figures alone.
+        with account_scope(self.acme):
+            refresh_count(self.acme, segment)
+        with account_scope(self.globex):
+            services.bulk_upsert(self.globex, [{"email": "x@globex.test"}], source="api")
+        segment.refresh_from_db()
+        with account_scope(self.acme):
+            assert count_for_display(self.acme, segment) == (2, False)
+
     def test_a_small_account_counts_a_draft_now(self):
         with account_scope(self.acme), self.captureOnCommitCallbacks() as queued:
             assert count_definition_for_display(self.acme, cond("tag", "has", "vip")) == (2, False)
             with pytest.raises(SegmentError):
-                count_definition_for_display(self.acme, cond("engagement", "opened_within_days", 3))
+                count_definition_for_display(self.acme, cond("tag", "has", "no-such-tag"))
         assert queued == []
 
     def test_the_task_leaves_a_segment_that_no_longer_holds_uncounted(self):
