@@ -8,7 +8,7 @@ POST honours ``Idempotency-Key`` (``accounts.idempotency``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from django.db.models import QuerySet
@@ -299,6 +299,7 @@ class ContactBulkAPI(IdempotentMixin, TenantAPIView):
     @extend_schema(request=ContactBulkSerializer, responses={200: ContactBulkResultSerializer})
     def post(self, request: Request) -> Response:
         data = request.data
+        _refuse_other_keys(data, allowed={"contacts"})
         items = data.get("contacts") if isinstance(data, Mapping) else None
         if not isinstance(items, list):
             raise exceptions.ValidationError({"contacts": ["Send a list of contacts."]})
@@ -320,6 +321,23 @@ def _bulk_item(result: services.ItemResult) -> dict[str, Any]:
         return {"index": result.index, "status": "error", "errors": result.errors}
     assert result.contact is not None
     return {"index": result.index, "status": result.status, "id": result.contact.public_id}
+
+
+def _refuse_other_keys(data: Any, *, allowed: Collection[str], read_only: Collection[str] = ()) -> None:
+    """A 400 naming every key of the body that the endpoint does not take, as a contact write does.
+
+    Dropping one silently would let a client believe it had set what only the
+    server decides: the account, a status, the time or source of consent.
+    """
+    if not isinstance(data, Mapping):
+        return
+    errors = {
+        str(key): ["This field is read-only."] if key in read_only else ["Unknown field."]
+        for key in data
+        if key not in allowed
+    }
+    if errors:
+        raise exceptions.ValidationError(errors)
 
 
 def _contact_input(data: Any, *, require_email: bool) -> dict[str, Any]:
@@ -367,6 +385,12 @@ class SubscribeSerializer(serializers.Serializer):
     )
 
 
+#: What a subscribe request may send. The rest of the evidence (when, how, whether the person
+#: confirmed) is the server's to record, so a body naming it is refused, not silently trimmed.
+SUBSCRIBE_FIELDS = frozenset(SubscribeSerializer().fields)
+SUBSCRIPTION_READ_ONLY = frozenset(SubscriptionSerializer.Meta.fields) - SUBSCRIBE_FIELDS
+
+
 class ContactSubscriptionListAPI(IdempotentMixin, TenantAPIView, ListAPIView):
     """The contact's subscriptions (GET); subscribe it to a list with the evidence of consent (POST)."""
 
@@ -388,6 +412,7 @@ class ContactSubscriptionListAPI(IdempotentMixin, TenantAPIView, ListAPIView):
     def post(self, request: Request, public_id: str) -> Response:
         """Subscribe (source ``api``): ``pending`` on a double opt-in list until the person confirms by email."""
         contact = access_contact(self.account, public_id)
+        _refuse_other_keys(request.data, allowed=SUBSCRIBE_FIELDS, read_only=SUBSCRIPTION_READ_ONLY)
         form = SubscribeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         values = form.validated_data
