@@ -200,6 +200,8 @@ CONDITION_OPS = (
     ("pending", "waits to confirm the list (id)"),
     ("unsubscribed", "left the list (id)"),
     ("not_subscribed", "is not subscribed to the list (id)"),
+    ("opened_within_days", "opened an email in the last … days"),
+    ("clicked_within_days", "clicked a link in the last … days"),
 )
 _VALUELESS_OPS = {"is_set", "is_not_set", "is_true", "is_false"}
 _BUILT_IN_FIELDS = (
@@ -211,6 +213,7 @@ _BUILT_IN_FIELDS = (
     ("updated_at", "Last changed"),
     ("tag", "Tag"),
     ("list", "List"),
+    ("engagement", "Opens and clicks"),
 )
 
 
@@ -316,7 +319,7 @@ def _typed(text: str, op: str, *, is_number: bool) -> Any:
     """A row's text as the language wants it: a list for ``in``, whole days, numbers for number fields."""
     if op == "in":
         return [item.strip() for item in text.split(",") if item.strip()]
-    if op == "within_days" and text.isdigit():
+    if op.endswith("within_days") and text.isdigit():
         return int(text)
     if is_number:
         try:

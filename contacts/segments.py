@@ -32,8 +32,8 @@ field                    operators                                     value
 ``attributes.<key>``     by the custom field's type (below)            by type
 ``sensitive.<key>``      ``eq``                                        the exact value (surrounding spaces aside;
                                                                        numbers and flags as the contact stores them)
-``engagement``           ``opened_within_days``,                       days: an integer 1–3650 (not available
-                         ``clicked_within_days``                       yet: see below)
+``engagement``           ``opened_within_days``,                       days: an integer 1–3650
+                         ``clicked_within_days``
 =======================  ============================================  ==========================================
 
 ``attributes.<key>`` names a custom field of the account that is not
@@ -64,9 +64,10 @@ Meanings:
   carry ``value_index`` instead of ``value`` (that is how saved ones come back).
 * ``email_domain`` matches through the per-account domain index.
 * First and last names are encrypted without any index: refused.
-* ``engagement`` is accepted by ``validate`` but ``contacts_matching`` (and
-  so ``count``) raises ``SegmentError``: open and click data arrive with
-  campaign sending.
+* ``engagement``: the contact opened a message (``opened_within_days``) or
+  clicked a link in one (``clicked_within_days``) at least once in the last
+  N×24 hours, as ``contacts.engagement.record_engagement`` recorded it (an
+  ``EXISTS`` over ``ContactEngagement``); ``{"not": …}`` of it is "did not".
 
 Missing values: a condition on a custom field is false for a contact with
 no value (or a value of the wrong shape, such as text in a number field), so
@@ -122,7 +123,17 @@ from django.utils import timezone
 
 from accounts.models import Account
 from accounts.tenancy import TenantScopeError, get_active_account
-from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Subscription, Tag
+from contacts.models import (
+    Contact,
+    ContactEngagement,
+    ContactTag,
+    CustomField,
+    MailingList,
+    Segment,
+    SensitiveValue,
+    Subscription,
+    Tag,
+)
 from security.fields import blind_index_for
 from security.identifiers import canonical_email
 
@@ -137,8 +148,6 @@ CACHED_COUNT_MAX_AGE = dt.timedelta(minutes=10)
 REFRESH_PENDING_SECONDS = 300
 # How long an account's "small or large" answer is trusted.
 SIZE_PROBE_SECONDS = 300
-
-ENGAGEMENT_PENDING = "Engagement filters need campaign sending, which this installation does not have yet."
 
 # What a JSON number looks like as text; anything else in a number field is "no value", never a cast error.
 _NUMBER_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
@@ -166,6 +175,10 @@ _ATTRIBUTE_OPS: dict[str, tuple[str, ...]] = {
     CustomField.Type.CHOICE: ("eq", "in"),
 }
 _VALUELESS_OPS = ("is_set", "is_not_set", "is_true", "is_false")
+_ENGAGEMENT_KIND = {
+    "opened_within_days": ContactEngagement.Kind.OPENED,
+    "clicked_within_days": ContactEngagement.Kind.CLICKED,
+}
 _LIST_STATUS = {
     "subscribed": Subscription.Status.SUBSCRIBED,
     "pending": Subscription.Status.PENDING,
@@ -192,7 +205,6 @@ class _Checked:
     """A normalised definition and what compiling it needs (resolved ids, field types)."""
 
     definition: dict[str, Any]
-    engagement_path: str | None = None
     tag_ids: dict[str, int] = field(default_factory=dict)
     list_ids: dict[str, int] = field(default_factory=dict)
     fields: dict[str, CustomField] = field(default_factory=dict)
@@ -208,7 +220,6 @@ class _Checker:
     def __init__(self, account: Account) -> None:
         self.account = account
         self.conditions = 0
-        self.engagement_path: str | None = None
         self.tags: dict[str, str] = {}  # name -> path of its first use
         self.lists: dict[str, str] = {}  # public id -> path of its first use
         self._fields: dict[str, CustomField] | None = None
@@ -228,7 +239,7 @@ class _Checker:
             normalised = {"all": [self.condition(definition, "")]}
         else:
             normalised = self.node(definition, "", depth=1, is_top=True)
-        checked = _Checked(normalised, engagement_path=self.engagement_path)
+        checked = _Checked(normalised)
         checked.tag_ids = self._resolve(Tag.objects.all(), "name", self.tags, "no tag named {!r} in this account.")
         checked.list_ids = self._resolve(
             MailingList.objects.all(), "public_id", self.lists, "no list {!r} in this account."
@@ -316,8 +327,6 @@ class _Checker:
             self.lists.setdefault(value, value_path)
         elif name == "engagement":
             value = self.days(value, value_path)
-            if self.engagement_path is None:
-                self.engagement_path = _join(path, "field")
         return {"field": name, "op": op, "value": value}
 
     def attribute(self, node: dict[str, Any], path: str, key: str) -> dict[str, Any]:
@@ -483,8 +492,6 @@ def contacts_matching(account: Account, definition: dict) -> QuerySet[Contact]:
     """
     _require_scope(account)
     checked = _Checker(account).check(definition)
-    if checked.engagement_path is not None:
-        raise SegmentError(checked.engagement_path, ENGAGEMENT_PENDING)
     condition = _Compiler(account, checked, timezone.now()).node(checked.definition)
     return Contact.objects.filter(condition)
 
@@ -548,6 +555,17 @@ class _Compiler:
                 )
             )
             return ~Q(on_list) if op == "not_subscribed" else Q(on_list)
+        if name == "engagement":
+            # The same window as created_at's within_days; the scoped manager adds the account, so PostgreSQL
+            # reads the window's contact ids from contacts_engagement_recent alone (a hash semi-join).
+            since = self.now - dt.timedelta(days=value)
+            return Q(
+                Exists(
+                    ContactEngagement.objects.filter(
+                        contact=OuterRef("pk"), kind=_ENGAGEMENT_KIND[op], occurred_at__gte=since
+                    )
+                )
+            )
         if name.startswith("sensitive."):
             custom = self.checked.fields[name.removeprefix("sensitive.")]
             return Q(
@@ -689,8 +707,6 @@ def count_definition_for_display(account: Account, definition: dict) -> tuple[in
     """
     _require_scope(account)
     checked = _Checker(account).check(definition)
-    if checked.engagement_path is not None:
-        raise SegmentError(checked.engagement_path, ENGAGEMENT_PENDING)
     if account_is_small(account):
         return Contact.objects.filter(
             _Compiler(account, checked, timezone.now()).node(checked.definition)

@@ -14,6 +14,7 @@ from audit.actions import describe
 from audit.selectors import account_events, people_named
 from contacts.models import (
     Contact,
+    ContactEngagement,
     ContactImport,
     ContactTag,
     CustomField,
@@ -252,7 +253,7 @@ def segment_list(account: Account) -> QuerySet[Segment]:
 
 @dataclass(frozen=True)
 class ActivityItem:
-    """One line of a contact's timeline: an audit event or a change of a subscription."""
+    """One line of a contact's timeline: an audit event, a change of a subscription, an open or a click."""
 
     occurred_at: datetime
     description: str
@@ -261,10 +262,15 @@ class ActivityItem:
 
 
 TIMELINE_EVENTS = 100
+_ENGAGEMENT_WORDS = {ContactEngagement.Kind.OPENED: "Opened", ContactEngagement.Kind.CLICKED: "Clicked a link in"}
 
 
 def contact_activity(account: Account, contact: Contact) -> list[ActivityItem]:
-    """What happened to the contact, newest first: the audit events naming it and its subscriptions' changes."""
+    """What happened to the contact, newest first: audit events naming it, subscription changes, opens, clicks.
+
+    Audit events and opens and clicks are each the latest ``TIMELINE_EVENTS``; an open or a click names its
+    campaign while the campaign exists.
+    """
     events = list(account_events(account).filter(target_type="contact", target_id=contact.public_id)[:TIMELINE_EVENTS])
     people = people_named(events)
     items = [
@@ -284,6 +290,13 @@ def contact_activity(account: Account, contact: Contact) -> list[ActivityItem]:
             items.append(ActivityItem(subscription.confirmed_at, f"Confirmed the subscription to {name}"))
         if subscription.unsubscribed_at:
             items.append(ActivityItem(subscription.unsubscribed_at, f"Unsubscribed from {name}"))
+    engagements = (
+        ContactEngagement.objects.filter(account=account, contact=contact)
+        .order_by("-occurred_at", "-id")
+        .values_list("kind", "occurred_at", "campaign__name")[:TIMELINE_EVENTS]
+    )
+    for kind, occurred_at, campaign_name in engagements:
+        items.append(ActivityItem(occurred_at, f"{_ENGAGEMENT_WORDS[kind]} {campaign_name or 'a campaign'}"))
     items.sort(key=lambda item: item.occurred_at, reverse=True)
     return items
 

@@ -16,7 +16,7 @@ from accounts.tenancy import account_scope
 from audit.models import AuditEvent
 from bluespark.rest import PROBLEM_CONTENT_TYPE
 from contacts.consent import subscribe_contact, suppress
-from contacts.models import Contact, CustomField, Segment, SensitiveValue, Subscription, Suppression
+from contacts.models import Contact, CustomField, MailingList, Segment, SensitiveValue, Subscription, Suppression
 from contacts.segment_tasks import refresh_segment_count
 from contacts.selectors import contact_with_email
 from contacts.services import create_contact, create_mailing_list
@@ -474,13 +474,15 @@ class ListAndSegmentApiTests(ContactApiTestCase):
 
     def test_a_segment_that_cannot_run_is_a_400_problem(self):
         with account_scope(self.acme):
-            engaged = Segment.objects.create(
+            gone = MailingList.objects.create(account=self.acme, name="Gone")
+            orphan = Segment.objects.create(
                 account=self.acme,
-                name="Engaged",
-                definition={"all": [{"field": "engagement", "op": "opened_within_days", "value": 30}]},
+                name="On a deleted list",
+                definition={"all": [{"field": "list", "op": "subscribed", "value": gone.public_id}]},
             )
+            gone.delete()
 
-        response = self.call("get", reverse("api-segment-count", args=[engaged.public_id]), self.reader)
+        response = self.call("get", reverse("api-segment-count", args=[orphan.public_id]), self.reader)
 
         assert "definition" in self.assert_problem(response, 400)["errors"]
 

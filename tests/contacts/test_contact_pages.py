@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts.reauth import VERIFIED_AT_KEY
 from accounts.tenancy import account_scope
 from audit.models import AuditEvent
+from contacts.engagement import record_engagement
 from contacts.models import Contact, CustomField, MailingList, Segment, SensitiveValue, Subscription
 from contacts.segments import count_definition_now, validate
 from contacts.services import create_contact, create_mailing_list, update_contact
@@ -212,6 +213,19 @@ class ContactDetailTests(ContactPagesTestCase):
         ]
         assert positions == sorted(positions)
 
+    def test_the_timeline_shows_opens_and_clicks_with_the_campaigns_name(self):
+        now = timezone.now()
+        with account_scope(self.acme):
+            record_engagement(self.acme, self.ann, "opened", campaign=self.acme_campaign, occurred_at=now)
+            record_engagement(self.acme, self.ann, "clicked", occurred_at=now - timedelta(days=400))
+        self.login(self.vic)
+        html = self.client.get(self.url("contact_detail", contact_id=self.ann.public_id)).content.decode()
+        timeline = html[html.index('class="timeline"') :]
+        positions = [timeline.index(text) for text in ("Opened Acme launch", "Clicked a link in a campaign")]
+        assert positions == sorted(positions)
+        other = self.client.get(self.url("contact_detail", contact_id=self.people[3].public_id)).content.decode()
+        assert "Opened" not in other and "Clicked" not in other
+
     def test_an_editor_edits_a_contact_through_the_service(self):
         self.login(self.bob)
         url = self.url("contact_edit", contact_id=self.ann.public_id)
@@ -349,6 +363,26 @@ class SegmentPageTests(ContactPagesTestCase):
                 {"field": "created_at", "op": "within_days", "value": 7},
             ]
         }
+
+    def test_the_builder_offers_opens_and_clicks_and_counts_them(self):
+        html = self.client.get(self.url("segment_create")).content.decode()
+        assert '<option value="engagement">Opens and clicks</option>' in html
+        assert '<option value="opened_within_days">' in html and '<option value="clicked_within_days">' in html
+        with account_scope(self.acme):
+            record_engagement(self.acme, self.ann, "opened", campaign=self.acme_campaign)
+            record_engagement(self.acme, self.people[0], "clicked", campaign=self.acme_campaign)
+        rows = [("engagement", "opened_within_days", "30")]
+        counted = self.client.post(self.url("segment_count"), self.builder_form("", rows), HTTP_HX_REQUEST="true")
+        assert "1 contact matches" in counted.content.decode()
+        response = self.client.post(self.url("segment_create"), self.builder_form("Openers", rows))
+        assert response.status_code == 302
+        with account_scope(self.acme):
+            saved = Segment.objects.get(name="Openers")
+        assert saved.definition == {"all": [{"field": "engagement", "op": "opened_within_days", "value": 30}]}
+        assert self.listed(segment=saved.public_id) == [self.ann.public_id]
+        edit = self.client.get(self.url("segment_edit", segment_id=saved.public_id)).content.decode()
+        assert '<option value="opened_within_days" selected>' in edit
+        assert 'id="condition-0-value" value="30"' in edit
 
     def test_an_email_condition_is_saved_as_its_blind_index_and_edits_keep_it(self):
         rows = [("email", "eq", "ann.lee@example.com")]

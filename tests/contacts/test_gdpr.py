@@ -10,7 +10,7 @@ import json
 import re
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import time_machine
 from django.apps import apps
@@ -23,9 +23,12 @@ from accounts.reauth import VERIFIED_AT_KEY
 from accounts.support import grant_support_access
 from accounts.tenancy import TenantModel, account_scope
 from audit.models import AuditEvent
+from campaigns.models import Campaign
 from contacts import consent, gdpr, services
+from contacts.engagement import record_engagement
 from contacts.models import (
     Contact,
+    ContactEngagement,
     ContactTag,
     CustomField,
     MailingList,
@@ -136,6 +139,21 @@ class ExportTests(GdprTestCase):
             ("suppression.added", {"reason": "bounced", "previous_reason": None})
         ]
 
+    def test_the_export_holds_the_persons_opens_and_clicks_oldest_first(self):
+        with account_scope(self.acme):
+            record_engagement(self.acme, self.person, "clicked", campaign=self.acme_campaign)
+            record_engagement(self.acme, self.person, "opened", occurred_at=T0 - timedelta(days=2))
+            record_engagement(self.acme, self.neighbour, "opened", campaign=self.acme_campaign)
+            data = gdpr.export_person(self.acme, self.person)
+        assert data["engagement"] == [
+            {"kind": "opened", "at": (T0 - timedelta(days=2)).isoformat(), "campaign": None},
+            {
+                "kind": "clicked",
+                "at": T0.isoformat(),
+                "campaign": {"id": self.acme_campaign.public_id, "name": "Acme launch"},
+            },
+        ]
+
     def test_the_export_holds_nothing_of_another_contact_or_account(self):
         with account_scope(self.acme):
             text = json.dumps(gdpr.export_person(self.acme, self.person))
@@ -239,6 +257,38 @@ class ErasureTests(GdprTestCase):
         assert tombstone.target_id == ""  # never links the anonymous row to the address's index
         trail = json.dumps([event.data for event in AuditEvent.objects.all()])
         assert self.token.lower() not in trail.lower()
+
+    def test_opens_and_clicks_stay_with_the_anonymous_row_and_keep_counting(self):
+        with account_scope(self.acme):
+            for kind in ("opened", "clicked"):
+                record_engagement(self.acme, self.person, kind, campaign=self.acme_campaign)
+            before = list(ContactEngagement.objects.order_by("id").values_list("contact_id", "campaign_id", "kind"))
+        self.erase()
+        assert self.readable_personal_data() == set()
+        with account_scope(self.acme):
+            after = list(ContactEngagement.objects.order_by("id").values_list("contact_id", "campaign_id", "kind"))
+            assert after == before
+            assert after == [(self.person.pk, self.acme_campaign.pk, kind) for kind in ("opened", "clicked")]
+            # The campaign's figures still count the erased person; nothing new is recorded about them.
+            assert ContactEngagement.objects.filter(campaign=self.acme_campaign, kind="opened").count() == 1
+            erased = Contact.objects.get(pk=self.person.pk)
+            assert record_engagement(self.acme, erased, "opened", campaign=self.acme_campaign) is None
+            assert ContactEngagement.objects.count() == 2
+            # The anonymous row's export still lists them; nothing in them names the person.
+            assert [item["kind"] for item in gdpr.export_person(self.acme, erased)["engagement"]] == [
+                "opened",
+                "clicked",
+            ]
+        (event,) = self.events("contact.erased")
+        assert event.data == {"sensitive_values": 1, "tags": 1, "subscriptions": 2}
+
+    def test_deleting_a_campaign_keeps_the_erased_persons_opens_without_it(self):
+        with account_scope(self.acme):
+            record_engagement(self.acme, self.person, "opened", campaign=self.acme_campaign)
+        self.erase()
+        with account_scope(self.acme):
+            Campaign.objects.filter(pk=self.acme_campaign.pk).delete()
+            assert list(ContactEngagement.objects.values_list("contact_id", "campaign_id")) == [(self.person.pk, None)]
 
     def test_erasing_twice_is_refused(self):
         self.erase()

@@ -504,19 +504,25 @@ class SegmentRefusalTests(SegmentTestCase):
         self.refused(cond("email_domain", "in", [f"d{i}.test" for i in range(101)]), "value")
         self.refused({"any": [{"not": cond("status", "eq", "bounced")}] * 101}, "any")
 
-    def test_engagement_is_valid_language_that_cannot_run_until_sending_exists(self):
+    def test_engagement_is_valid_language(self):
+        # What it matches is in test_engagement.py, with opens and clicks recorded.
         definition = {"all": [cond("status", "eq", "subscribed"), cond("engagement", "opened_within_days", 30)]}
         with account_scope(self.acme):
             assert validate(self.acme, definition) == definition
-            validate(self.acme, cond("engagement", "clicked_within_days", 7))
-            with pytest.raises(SegmentError) as caught:
-                contacts_matching(self.acme, definition)
-            assert caught.value.message == (
-                "Engagement filters need campaign sending, which this installation does not have yet."
-            )
-            assert caught.value.path == "all[1].field"
-            with pytest.raises(SegmentError):
-                count(self.acme, definition)
+            assert validate(self.acme, cond("engagement", "clicked_within_days", 7)) == {
+                "all": [cond("engagement", "clicked_within_days", 7)]
+            }
+
+    def test_a_saved_segment_whose_list_was_deleted_cannot_run(self):
+        with account_scope(self.acme):
+            definition = validate(self.acme, cond("list", "subscribed", self.news.public_id))
+            Subscription.objects.filter(mailing_list=self.news).delete()
+            MailingList.objects.filter(pk=self.news.pk).delete()
+            for run in (contacts_matching, count):
+                with pytest.raises(SegmentError) as caught:
+                    run(self.acme, definition)
+                assert caught.value.path == "all[0].value"
+                assert caught.value.message == f"no list {self.news.public_id!r} in this account."
 
     def test_validation_normalises_what_it_accepts(self):
         definition = {
@@ -683,7 +689,10 @@ class SegmentCountTests(SegmentTestCase):
 
     @override_settings(SEGMENT_LIVE_COUNT_LIMIT=0)
     def test_a_definition_that_no_longer_holds_is_reported_on_display_too(self):
-        segment = self.make_segment(cond("engagement", "opened_within_days", 3))
+        segment = self.make_segment(cond("list", "subscribed", self.news.public_id))
+        with account_scope(self.acme):
+            Subscription.objects.filter(mailing_list=self.news).delete()
+            MailingList.objects.filter(pk=self.news.pk).delete()
         with account_scope(self.acme), self.captureOnCommitCallbacks() as queued, pytest.raises(SegmentError):
             count_for_display(self.acme, segment)
         assert queued == []
