@@ -1,23 +1,26 @@
 """The person's rights (GDPR articles 15, 17 and 20): everything held about them, and erasure.
 
 Erasure keeps the contact row, anonymised, with status ``erased``: rows that
-point at it (subscriptions, its opens and clicks, and the messages a send
+point at it (subscriptions, and the opens, clicks and messages a send
 records) keep counting in lists' and campaigns' statistics, while nothing
-left in them identifies the person. Opens and clicks (``ContactEngagement``)
-hold only a kind, a time and a campaign, so erasure leaves them as they
-are. A keyed tombstone, ``Suppression(reason=erased)`` under the account's
-blind index of the address, stops the address from being imported or mailed
-again; only the person lifts it, by subscribing again through a form and
-following the confirmation link.
+left in them identifies the person. A keyed tombstone,
+``Suppression(reason=erased)`` under the account's blind index of the
+address, stops the address from being imported or mailed again; only the
+person lifts it, by subscribing again through a form and following the
+confirmation link.
 
-Apps that hold more about a contact (delivery: messages, bounces)
-register it with ``register_person_data``, so this module needs to know
-nothing about them (imports flow one way: delivery -> contacts).
+Apps that hold more about a contact (delivery: opens and clicks; later
+messages, bounces) register it with ``register_person_data``, so this module
+needs to know nothing about them (imports flow one way: delivery ->
+contacts). Delivery's opens and clicks hold only a kind, a time and a
+campaign: they are exported, and registered with no ``erase`` step, so
+erasure leaves them as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,16 +33,7 @@ from audit.actions import describe
 from audit.selectors import account_events
 from audit.services import record
 from contacts.consent import suppress_index
-from contacts.models import (
-    Contact,
-    ContactEngagement,
-    ContactTag,
-    CustomField,
-    SensitiveValue,
-    Subscription,
-    Suppression,
-    Tag,
-)
+from contacts.models import Contact, ContactTag, CustomField, SensitiveValue, Subscription, Suppression, Tag
 
 #: The domain of the address an erased contact is left with: reserved, never deliverable (RFC 2606).
 ERASED_DOMAIN = "erased.invalid"
@@ -71,6 +65,19 @@ def register_person_data(
     _PERSON_DATA[name] = PersonData(export=export, erase=erase)
 
 
+@contextmanager
+def using_person_data(sections: dict[str, PersonData]) -> Iterator[None]:
+    """Export and erase with ``sections`` (empty: contacts' own data only) inside the block only; for tests."""
+    previous = dict(_PERSON_DATA)
+    _PERSON_DATA.clear()
+    _PERSON_DATA.update(sections)
+    try:
+        yield
+    finally:
+        _PERSON_DATA.clear()
+        _PERSON_DATA.update(previous)
+
+
 def _when(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -80,8 +87,8 @@ def export_person(account: Account, contact: Contact) -> dict[str, Any]:
 
     Fields, custom fields (sensitive ones decrypted), tags, subscriptions with
     their consent evidence, the suppression of the address, the audit events
-    naming the contact, every open and click, and registered sections. Only
-    this contact's rows of this account are read.
+    naming the contact, and the registered sections (delivery: every open and
+    click). Only this contact's rows of this account are read.
     """
     fields = {custom.key: custom for custom in CustomField.objects.filter(account=account)}
     custom_fields = [
@@ -130,12 +137,6 @@ def export_person(account: Account, contact: Contact) -> dict[str, Any]:
         .filter(target_type="contact", target_id=contact.public_id)
         .order_by("occurred_at", "id")
     ]
-    engagement = [
-        {"kind": kind, "at": _when(occurred_at), "campaign": {"id": campaign_id, "name": name} if campaign_id else None}
-        for kind, occurred_at, campaign_id, name in ContactEngagement.objects.filter(account=account, contact=contact)
-        .order_by("occurred_at", "id")
-        .values_list("kind", "occurred_at", "campaign__public_id", "campaign__name")
-    ]
     data: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "exported_at": _when(timezone.now()),
@@ -159,7 +160,6 @@ def export_person(account: Account, contact: Contact) -> dict[str, Any]:
             "since": _when(suppression.created_at) if suppression is not None else None,
         },
         "events": events,
-        "engagement": engagement,
     }
     for name, section in sorted(_PERSON_DATA.items()):
         data[name] = section.export(account, contact)
@@ -179,8 +179,9 @@ def erase_person(account: Account, contact: Contact, *, actor: object = None) ->
     The row stays (status ``erased``) with its address replaced by one made
     of its random id, its names, custom fields, tags and sensitive values
     gone, and its subscriptions ended without their consent text or IP
-    address; its opens and clicks stay (they hold nothing personal). Raises
-    GdprError for a contact already erased.
+    address; registered sections' erase steps run in the same transaction
+    (delivery registers none: its opens and clicks hold nothing personal).
+    Raises GdprError for a contact already erased.
     """
     with transaction.atomic():
         status = (

@@ -195,42 +195,6 @@ class SensitiveValue(TenantModel):
         return self.public_id
 
 
-class ContactEngagement(TenantModel):
-    """A contact opened a campaign's message or clicked a link in it: which kind, when, and of which campaign.
-
-    Nothing else: no link (a URL can carry a name, an address or a token),
-    no IP address, no user agent. So the rows hold no personal data, survive
-    an erasure attached to the anonymised contact, and keep counting in
-    campaign statistics. Written by ``contacts.engagement.record_engagement``.
-    """
-
-    class Kind(models.TextChoices):
-        OPENED = "opened", "Opened"
-        CLICKED = "clicked", "Clicked"
-
-    # No index of its own: contacts_engagement_contact leads with it (cascades, the timeline, the export).
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="engagements", db_index=False)
-    # By name, not by import (contacts imports nothing of campaigns); a deleted campaign leaves the fact.
-    campaign = models.ForeignKey(
-        "campaigns.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    kind = models.CharField(max_length=8, choices=Kind.choices)
-    occurred_at = models.DateTimeField()
-
-    class Meta(TenantModel.Meta):
-        indexes = [
-            # Segments' "opened/clicked within N days": the window's contact ids as one index-only range
-            # scan, hashed into a semi- or anti-join with the account's contacts (docs/contacts.md).
-            models.Index(fields=["account", "kind", "occurred_at", "contact"], name="contacts_engagement_recent"),
-            # One contact's rows: newest first for the timeline, all for the export, and the cascade on delete
-            # (which filters by contact alone, so this one cannot lead with the account).
-            models.Index(fields=["contact", "occurred_at"], name="contacts_engagement_contact"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.kind} ({self.pk})"
-
-
 class Suppression(TenantModel):
     """An address the account must never mail: by the person's choice, a bounce, a complaint, an erasure, or by hand.
 

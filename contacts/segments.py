@@ -66,8 +66,12 @@ Meanings:
 * First and last names are encrypted without any index: refused.
 * ``engagement``: the contact opened a message (``opened_within_days``) or
   clicked a link in one (``clicked_within_days``) at least once in the last
-  N×24 hours, as ``contacts.engagement.record_engagement`` recorded it (an
-  ``EXISTS`` over ``ContactEngagement``); ``{"not": …}`` of it is "did not".
+  N×24 hours; ``{"not": …}`` of it is "did not". Contacts does not hold opens
+  and clicks: the app that records them (delivery) registers how to filter by
+  them with ``register_engagement_filter`` from its ``AppConfig.ready()``.
+  With none registered, ``validate`` still accepts the condition (saved
+  segments keep it) but ``contacts_matching`` and the counts raise
+  ``SegmentError(ENGAGEMENT_UNAVAILABLE)``.
 
 Missing values: a condition on a custom field is false for a contact with
 no value (or a value of the wrong shape, such as text in a number field), so
@@ -94,7 +98,8 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,17 +128,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from accounts.tenancy import TenantScopeError, get_active_account
-from contacts.models import (
-    Contact,
-    ContactEngagement,
-    ContactTag,
-    CustomField,
-    MailingList,
-    Segment,
-    SensitiveValue,
-    Subscription,
-    Tag,
-)
+from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Subscription, Tag
 from security.fields import blind_index_for
 from security.identifiers import canonical_email
 
@@ -148,6 +143,8 @@ CACHED_COUNT_MAX_AGE = dt.timedelta(minutes=10)
 REFRESH_PENDING_SECONDS = 300
 # How long an account's "small or large" answer is trusted.
 SIZE_PROBE_SECONDS = 300
+
+ENGAGEMENT_UNAVAILABLE = "Engagement filters need opens and clicks, which this installation does not record."
 
 # What a JSON number looks like as text; anything else in a number field is "no value", never a cast error.
 _NUMBER_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
@@ -175,10 +172,8 @@ _ATTRIBUTE_OPS: dict[str, tuple[str, ...]] = {
     CustomField.Type.CHOICE: ("eq", "in"),
 }
 _VALUELESS_OPS = ("is_set", "is_not_set", "is_true", "is_false")
-_ENGAGEMENT_KIND = {
-    "opened_within_days": ContactEngagement.Kind.OPENED,
-    "clicked_within_days": ContactEngagement.Kind.CLICKED,
-}
+# The act an engagement operator asks about, as the registered filter is told it.
+_ENGAGEMENT_ACTS = {"opened_within_days": "opened", "clicked_within_days": "clicked"}
 _LIST_STATUS = {
     "subscribed": Subscription.Status.SUBSCRIBED,
     "pending": Subscription.Status.PENDING,
@@ -197,6 +192,32 @@ class SegmentError(ValueError):
         super().__init__(f"{path or 'definition'}: {message}")
 
 
+# --- engagement, filtered by the app that records it ------------------------------------------
+
+#: ``build(act, since)``: a ``Q`` over ``Contact`` matching the contacts who did ``act`` ("opened" or "clicked")
+#: at ``since`` or later, reading inside the active account's scope. One ORM expression, never SQL text.
+EngagementFilter = Callable[[str, dt.datetime], Q]
+
+_engagement_filter: EngagementFilter | None = None
+
+
+def register_engagement_filter(build: EngagementFilter) -> None:
+    """Compile ``engagement`` conditions with ``build``; called from the recording app's AppConfig.ready()."""
+    global _engagement_filter
+    _engagement_filter = build
+
+
+@contextmanager
+def using_engagement_filter(build: EngagementFilter | None) -> Iterator[None]:
+    """Compile ``engagement`` conditions with ``build`` (None: refuse them) inside the block only; for tests."""
+    global _engagement_filter
+    previous, _engagement_filter = _engagement_filter, build
+    try:
+        yield
+    finally:
+        _engagement_filter = previous
+
+
 # --- validation ---------------------------------------------------------------------------
 
 
@@ -205,6 +226,7 @@ class _Checked:
     """A normalised definition and what compiling it needs (resolved ids, field types)."""
 
     definition: dict[str, Any]
+    engagement_path: str | None = None
     tag_ids: dict[str, int] = field(default_factory=dict)
     list_ids: dict[str, int] = field(default_factory=dict)
     fields: dict[str, CustomField] = field(default_factory=dict)
@@ -220,6 +242,7 @@ class _Checker:
     def __init__(self, account: Account) -> None:
         self.account = account
         self.conditions = 0
+        self.engagement_path: str | None = None
         self.tags: dict[str, str] = {}  # name -> path of its first use
         self.lists: dict[str, str] = {}  # public id -> path of its first use
         self._fields: dict[str, CustomField] | None = None
@@ -239,7 +262,7 @@ class _Checker:
             normalised = {"all": [self.condition(definition, "")]}
         else:
             normalised = self.node(definition, "", depth=1, is_top=True)
-        checked = _Checked(normalised)
+        checked = _Checked(normalised, engagement_path=self.engagement_path)
         checked.tag_ids = self._resolve(Tag.objects.all(), "name", self.tags, "no tag named {!r} in this account.")
         checked.list_ids = self._resolve(
             MailingList.objects.all(), "public_id", self.lists, "no list {!r} in this account."
@@ -327,6 +350,8 @@ class _Checker:
             self.lists.setdefault(value, value_path)
         elif name == "engagement":
             value = self.days(value, value_path)
+            if self.engagement_path is None:
+                self.engagement_path = _join(path, "field")
         return {"field": name, "op": op, "value": value}
 
     def attribute(self, node: dict[str, Any], path: str, key: str) -> dict[str, Any]:
@@ -491,7 +516,7 @@ def contacts_matching(account: Account, definition: dict) -> QuerySet[Contact]:
     Runs inside the account's scope, through the scoped manager only.
     """
     _require_scope(account)
-    checked = _Checker(account).check(definition)
+    checked = _runnable(account, definition)
     condition = _Compiler(account, checked, timezone.now()).node(checked.definition)
     return Contact.objects.filter(condition)
 
@@ -499,6 +524,14 @@ def contacts_matching(account: Account, definition: dict) -> QuerySet[Contact]:
 def count(account: Account, definition: dict) -> int:
     """How many of the account's contacts match; raises SegmentError."""
     return contacts_matching(account, definition).count()
+
+
+def _runnable(account: Account, definition: dict) -> _Checked:
+    """The checked definition; SegmentError also for an engagement condition that no registered filter compiles."""
+    checked = _Checker(account).check(definition)
+    if checked.engagement_path is not None and _engagement_filter is None:
+        raise SegmentError(checked.engagement_path, ENGAGEMENT_UNAVAILABLE)
+    return checked
 
 
 def _require_scope(account: Account) -> None:
@@ -556,16 +589,10 @@ class _Compiler:
             )
             return ~Q(on_list) if op == "not_subscribed" else Q(on_list)
         if name == "engagement":
-            # The same window as created_at's within_days; the scoped manager adds the account, so PostgreSQL
-            # reads the window's contact ids from contacts_engagement_recent alone (a hash semi-join).
-            since = self.now - dt.timedelta(days=value)
-            return Q(
-                Exists(
-                    ContactEngagement.objects.filter(
-                        contact=OuterRef("pk"), kind=_ENGAGEMENT_KIND[op], occurred_at__gte=since
-                    )
-                )
-            )
+            if _engagement_filter is None:  # _runnable refused the definition already
+                raise SegmentError(ENGAGEMENT_UNAVAILABLE)
+            # The same window as created_at's within_days.
+            return _engagement_filter(_ENGAGEMENT_ACTS[op], self.now - dt.timedelta(days=value))
         if name.startswith("sensitive."):
             custom = self.checked.fields[name.removeprefix("sensitive.")]
             return Q(
@@ -706,7 +733,7 @@ def count_definition_for_display(account: Account, definition: dict) -> tuple[in
     asks again). Raises SegmentError for a definition outside the language, in both cases.
     """
     _require_scope(account)
-    checked = _Checker(account).check(definition)
+    checked = _runnable(account, definition)
     if account_is_small(account):
         return Contact.objects.filter(
             _Compiler(account, checked, timezone.now()).node(checked.definition)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +16,6 @@ from audit.actions import describe
 from audit.selectors import account_events, people_named
 from contacts.models import (
     Contact,
-    ContactEngagement,
     ContactImport,
     ContactTag,
     CustomField,
@@ -253,7 +254,7 @@ def segment_list(account: Account) -> QuerySet[Segment]:
 
 @dataclass(frozen=True)
 class ActivityItem:
-    """One line of a contact's timeline: an audit event, a change of a subscription, an open or a click."""
+    """One line of a contact's timeline: an audit event, a change of a subscription, or a registered source's."""
 
     occurred_at: datetime
     description: str
@@ -261,15 +262,37 @@ class ActivityItem:
     actor: str = ""
 
 
+#: At most this many audit events, and this many items from each registered source, on a timeline.
 TIMELINE_EVENTS = 100
-_ENGAGEMENT_WORDS = {ContactEngagement.Kind.OPENED: "Opened", ContactEngagement.Kind.CLICKED: "Clicked a link in"}
+
+#: ``source(account, contact)``: more of the contact's timeline (any order, at most ``TIMELINE_EVENTS``).
+ActivitySource = Callable[[Account, Contact], list[ActivityItem]]
+
+_ACTIVITY_SOURCES: list[ActivitySource] = []
+
+
+def register_activity_source(source: ActivitySource) -> None:
+    """Add ``source``'s items to every contact's timeline; called from another app's AppConfig.ready()."""
+    if source not in _ACTIVITY_SOURCES:
+        _ACTIVITY_SOURCES.append(source)
+
+
+@contextmanager
+def using_activity_sources(*sources: ActivitySource) -> Iterator[None]:
+    """Build timelines from ``sources`` (none: contacts' own items only) inside the block only; for tests."""
+    previous = _ACTIVITY_SOURCES[:]
+    _ACTIVITY_SOURCES[:] = sources
+    try:
+        yield
+    finally:
+        _ACTIVITY_SOURCES[:] = previous
 
 
 def contact_activity(account: Account, contact: Contact) -> list[ActivityItem]:
-    """What happened to the contact, newest first: audit events naming it, subscription changes, opens, clicks.
+    """What happened to the contact, newest first: audit events naming it, subscription changes, sources' items.
 
-    Audit events and opens and clicks are each the latest ``TIMELINE_EVENTS``; an open or a click names its
-    campaign while the campaign exists.
+    Audit events are the latest ``TIMELINE_EVENTS``; the registered activity sources (delivery's opens and
+    clicks) add theirs.
     """
     events = list(account_events(account).filter(target_type="contact", target_id=contact.public_id)[:TIMELINE_EVENTS])
     people = people_named(events)
@@ -290,13 +313,8 @@ def contact_activity(account: Account, contact: Contact) -> list[ActivityItem]:
             items.append(ActivityItem(subscription.confirmed_at, f"Confirmed the subscription to {name}"))
         if subscription.unsubscribed_at:
             items.append(ActivityItem(subscription.unsubscribed_at, f"Unsubscribed from {name}"))
-    engagements = (
-        ContactEngagement.objects.filter(account=account, contact=contact)
-        .order_by("-occurred_at", "-id")
-        .values_list("kind", "occurred_at", "campaign__name")[:TIMELINE_EVENTS]
-    )
-    for kind, occurred_at, campaign_name in engagements:
-        items.append(ActivityItem(occurred_at, f"{_ENGAGEMENT_WORDS[kind]} {campaign_name or 'a campaign'}"))
+    for source in _ACTIVITY_SOURCES:
+        items += source(account, contact)
     items.sort(key=lambda item: item.occurred_at, reverse=True)
     return items
 

@@ -15,10 +15,12 @@ from django.utils import timezone
 from accounts.reauth import VERIFIED_AT_KEY
 from accounts.tenancy import account_scope
 from audit.models import AuditEvent
-from contacts.engagement import record_engagement
+from contacts import selectors
 from contacts.models import Contact, CustomField, MailingList, Segment, SensitiveValue, Subscription
 from contacts.segments import count_definition_now, validate
+from contacts.selectors import ActivityItem
 from contacts.services import create_contact, create_mailing_list, update_contact
+from delivery.services import record_engagement
 from tests.cast import CastTestCase
 
 CONTACTS = 123
@@ -225,6 +227,27 @@ class ContactDetailTests(ContactPagesTestCase):
         assert positions == sorted(positions)
         other = self.client.get(self.url("contact_detail", contact_id=self.people[3].public_id)).content.decode()
         assert "Opened" not in other and "Clicked" not in other
+
+    def test_the_timeline_merges_the_items_of_the_registered_activity_sources(self):
+        now = timezone.now()
+        with account_scope(self.acme):
+            record_engagement(self.acme, self.ann, "opened", campaign=self.acme_campaign, occurred_at=now)
+
+        def deliveries(account, contact):
+            # An app's source (delivery registers one from its AppConfig.ready()): the contact's items only.
+            return [ActivityItem(now + timedelta(minutes=1), f"Delivered to {contact.public_id} of {account.name}")]
+
+        url = self.url("contact_detail", contact_id=self.ann.public_id)
+        with selectors.using_activity_sources(deliveries):
+            html = self.client.get(url).content.decode()
+        timeline = html[html.index('class="timeline"') :]
+        delivered = f"Delivered to {self.ann.public_id} of Acme"
+        assert timeline.index(delivered) < timeline.index("Signed up to VIP")
+        assert "Opened Acme launch" not in timeline  # delivery's source is out of the block's registry
+        with selectors.using_activity_sources():
+            assert "Opened" not in self.client.get(url).content.decode()
+        html = self.client.get(url).content.decode()  # delivery's source is back after the block
+        assert "Opened Acme launch" in html and delivered not in html
 
     def test_an_editor_edits_a_contact_through_the_service(self):
         self.login(self.bob)

@@ -25,10 +25,8 @@ from accounts.tenancy import TenantModel, account_scope
 from audit.models import AuditEvent
 from campaigns.models import Campaign
 from contacts import consent, gdpr, services
-from contacts.engagement import record_engagement
 from contacts.models import (
     Contact,
-    ContactEngagement,
     ContactTag,
     CustomField,
     MailingList,
@@ -38,6 +36,8 @@ from contacts.models import (
     Tag,
 )
 from contacts.selectors import contact_email_index
+from delivery.models import EngagementEvent
+from delivery.services import record_engagement
 from security.fields import encrypted_fields
 from tests.cast import CastTestCase
 
@@ -262,18 +262,18 @@ class ErasureTests(GdprTestCase):
         with account_scope(self.acme):
             for kind in ("opened", "clicked"):
                 record_engagement(self.acme, self.person, kind, campaign=self.acme_campaign)
-            before = list(ContactEngagement.objects.order_by("id").values_list("contact_id", "campaign_id", "kind"))
+            before = list(EngagementEvent.objects.order_by("id").values_list("contact_id", "campaign_id", "kind"))
         self.erase()
         assert self.readable_personal_data() == set()
         with account_scope(self.acme):
-            after = list(ContactEngagement.objects.order_by("id").values_list("contact_id", "campaign_id", "kind"))
+            after = list(EngagementEvent.objects.order_by("id").values_list("contact_id", "campaign_id", "kind"))
             assert after == before
             assert after == [(self.person.pk, self.acme_campaign.pk, kind) for kind in ("opened", "clicked")]
             # The campaign's figures still count the erased person; nothing new is recorded about them.
-            assert ContactEngagement.objects.filter(campaign=self.acme_campaign, kind="opened").count() == 1
+            assert EngagementEvent.objects.filter(campaign=self.acme_campaign, kind="opened").count() == 1
             erased = Contact.objects.get(pk=self.person.pk)
             assert record_engagement(self.acme, erased, "opened", campaign=self.acme_campaign) is None
-            assert ContactEngagement.objects.count() == 2
+            assert EngagementEvent.objects.count() == 2
             # The anonymous row's export still lists them; nothing in them names the person.
             assert [item["kind"] for item in gdpr.export_person(self.acme, erased)["engagement"]] == [
                 "opened",
@@ -288,7 +288,31 @@ class ErasureTests(GdprTestCase):
         self.erase()
         with account_scope(self.acme):
             Campaign.objects.filter(pk=self.acme_campaign.pk).delete()
-            assert list(ContactEngagement.objects.values_list("contact_id", "campaign_id")) == [(self.person.pk, None)]
+            assert list(EngagementEvent.objects.values_list("contact_id", "campaign_id")) == [(self.person.pk, None)]
+
+    def test_registered_sections_are_exported_and_erased_with_the_person(self):
+        # An app that holds more about a contact registers it (delivery does from its AppConfig.ready()).
+        calls = []
+
+        def export_loyalty(account, contact):
+            calls.append(("export", account.pk, contact.pk))
+            return {"points": 120}
+
+        def erase_loyalty(account, contact):
+            calls.append(("erase", account.pk, contact.pk))
+            return 3
+
+        sections = {"loyalty": gdpr.PersonData(export=export_loyalty, erase=erase_loyalty)}
+        with gdpr.using_person_data(sections), account_scope(self.acme):
+            data = gdpr.export_person(self.acme, self.person)
+            assert data["loyalty"] == {"points": 120}
+            assert "engagement" not in data  # delivery's section is out of the block's registry
+            self.erase()
+        assert calls == [("export", self.acme.pk, self.person.pk), ("erase", self.acme.pk, self.person.pk)]
+        (event,) = self.events("contact.erased")
+        assert event.data == {"loyalty": 3, "sensitive_values": 1, "tags": 1, "subscriptions": 2}
+        with account_scope(self.acme):  # delivery's section is back after the block
+            assert gdpr.export_person(self.acme, Contact.objects.get(pk=self.person.pk))["engagement"] == []
 
     def test_erasing_twice_is_refused(self):
         self.erase()

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import connection
+from django.db.models import Q
 from django.test import override_settings
 from django.utils import timezone
 
@@ -16,6 +18,7 @@ from contacts import segments, services
 from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Subscription, Tag
 from contacts.segment_tasks import count_segment_definition, refresh_segment_count
 from contacts.segments import (
+    ENGAGEMENT_UNAVAILABLE,
     SegmentError,
     contacts_matching,
     count,
@@ -512,6 +515,44 @@ class SegmentRefusalTests(SegmentTestCase):
             assert validate(self.acme, cond("engagement", "clicked_within_days", 7)) == {
                 "all": [cond("engagement", "clicked_within_days", 7)]
             }
+
+    def test_engagement_cannot_run_where_no_app_registered_an_engagement_filter(self):
+        # An installation without delivery: the language still holds (saved segments keep their conditions),
+        # but nothing can say who opened or clicked, so running it is refused at the condition's path.
+        definition = {"all": [cond("status", "eq", "subscribed"), cond("engagement", "opened_within_days", 30)]}
+        with segments.using_engagement_filter(None), account_scope(self.acme):
+            assert validate(self.acme, definition) == definition
+            for run in (contacts_matching, count, count_definition_for_display):
+                with self.subTest(run=run.__name__), pytest.raises(SegmentError) as caught:
+                    run(self.acme, definition)
+                assert caught.value.path == "all[1].field"
+                assert caught.value.message == ENGAGEMENT_UNAVAILABLE
+            # A large account's draft is refused before a background count is queued for it.
+            with (
+                override_settings(SEGMENT_LIVE_COUNT_LIMIT=0),
+                self.captureOnCommitCallbacks() as queued,
+                pytest.raises(SegmentError),
+            ):
+                count_definition_for_display(self.acme, definition)
+            assert queued == []
+            assert count(self.acme, cond("status", "eq", "subscribed")) == len(
+                matching(lambda p: p.status == Contact.Status.SUBSCRIBED)
+            )
+        with account_scope(self.acme):  # delivery's filter is back after the block; nobody here opened anything
+            assert count(self.acme, definition) == 0
+
+    def test_engagement_compiles_through_the_registered_filter_with_its_act_and_window(self):
+        asked = []
+
+        def bounced_as_clickers(act: str, since: dt.datetime) -> Q:
+            asked.append((act, since))
+            return Q(status=Contact.Status.BOUNCED)
+
+        with time_machine.travel(NOW, tick=False), segments.using_engagement_filter(bounced_as_clickers):
+            assert self.names(cond("engagement", "clicked_within_days", 7)) == {"cy"}
+            assert self.names({"not": cond("engagement", "opened_within_days", 1)}) == set(PEOPLE) - {"cy"}
+        # names() runs each definition twice (the rows, then the count).
+        assert asked == [("clicked", NOW - dt.timedelta(days=7))] * 2 + [("opened", NOW - dt.timedelta(days=1))] * 2
 
     def test_a_saved_segment_whose_list_was_deleted_cannot_run(self):
         with account_scope(self.acme):

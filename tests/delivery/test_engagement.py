@@ -11,16 +11,17 @@ import time_machine
 from accounts.tenancy import TenantScopeError, account_scope
 from audit.models import AuditEvent
 from campaigns.models import Campaign
-from contacts.engagement import EngagementError, record_engagement
-from contacts.models import Contact, ContactEngagement
+from contacts.models import Contact
 from contacts.segments import contacts_matching, count
 from contacts.selectors import TIMELINE_EVENTS, contact_activity
 from contacts.services import create_contact
+from delivery.models import EngagementEvent
+from delivery.services import EngagementError, record_engagement
 from tests.cast import CastTestCase
 
 T0 = dt.datetime(2030, 6, 1, 12, 0, tzinfo=dt.UTC)
-OPENED = ContactEngagement.Kind.OPENED
-CLICKED = ContactEngagement.Kind.CLICKED
+OPENED = EngagementEvent.Kind.OPENED
+CLICKED = EngagementEvent.Kind.CLICKED
 
 
 def opened(days: int) -> dict[str, Any]:
@@ -110,7 +111,7 @@ class EngagementSegmentTests(EngagementTestCase):
         assert self.names(opened(1)) == set()
         # Even a row filed under Globex against an Acme contact (the service refuses to write one) is not
         # Acme's: the subquery reads through the scoped manager, inside the active account only.
-        ContactEngagement.objects_unscoped_dangerous.create(
+        EngagementEvent.objects_unscoped_dangerous.create(
             account=self.globex, contact=self.people["dee"], kind=OPENED, occurred_at=T0
         )
         assert self.names(opened(1)) == set()
@@ -123,7 +124,7 @@ class EngagementSegmentTests(EngagementTestCase):
     def test_a_deleted_campaigns_opens_still_count(self):
         with account_scope(self.acme):
             Campaign.objects.filter(pk=self.acme_campaign.pk).delete()
-            assert not ContactEngagement.objects.filter(campaign__isnull=False).exists()
+            assert not EngagementEvent.objects.filter(campaign__isnull=False).exists()
         assert self.names(clicked(10)) == {"ann", "cy"}
 
 
@@ -131,7 +132,7 @@ class RecordEngagementTests(EngagementTestCase):
     def test_it_records_the_kind_the_time_and_the_campaign_and_nothing_else(self):
         with account_scope(self.acme):
             row = record_engagement(self.acme, self.people["dee"], CLICKED, campaign=self.acme_campaign)
-            stored = ContactEngagement.objects.values().get(pk=row.pk)
+            stored = EngagementEvent.objects.values().get(pk=row.pk)
         assert stored == {
             "id": row.pk,
             "account_id": self.acme.pk,
@@ -160,14 +161,14 @@ class RecordEngagementTests(EngagementTestCase):
             ((self.acme, dee, OPENED), {"occurred_at": T0 + dt.timedelta(minutes=6)}, "future"),
         ]
         with account_scope(self.acme):
-            before = ContactEngagement.objects.count()
+            before = EngagementEvent.objects.count()
             for args, kwargs, words in cases:
                 with self.subTest(args=args, kwargs=kwargs), pytest.raises(EngagementError) as caught:
                     record_engagement(*args, **kwargs)
                 assert words in str(caught.value)
             # A worker's clock a little ahead is not the future.
             record_engagement(self.acme, dee, OPENED, occurred_at=T0 + dt.timedelta(minutes=4))
-            assert ContactEngagement.objects.count() == before + 1
+            assert EngagementEvent.objects.count() == before + 1
 
     def test_it_refuses_to_write_inside_another_accounts_scope(self):
         with account_scope(self.globex), pytest.raises(TenantScopeError):
@@ -179,7 +180,7 @@ class RecordEngagementTests(EngagementTestCase):
             Contact.objects.filter(pk=dee.pk).update(status=Contact.Status.ERASED)
             dee.refresh_from_db()
             assert record_engagement(self.acme, dee, OPENED) is None
-            assert not ContactEngagement.objects.filter(contact=dee).exists()
+            assert not EngagementEvent.objects.filter(contact=dee).exists()
 
 
 class TimelineTests(EngagementTestCase):
@@ -205,8 +206,8 @@ class TimelineTests(EngagementTestCase):
 
     def test_the_timeline_shows_the_latest_opens_and_clicks_only(self):
         with account_scope(self.acme):
-            ContactEngagement.objects.bulk_create(
-                ContactEngagement(
+            EngagementEvent.objects.bulk_create(
+                EngagementEvent(
                     account=self.acme,
                     contact=self.people["dee"],
                     campaign=self.acme_campaign,
