@@ -9,6 +9,7 @@ POST honours ``Idempotency-Key`` (``accounts.idempotency``).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -134,6 +135,16 @@ class ContactBulkResultSerializer(serializers.Serializer):
     )
 
 
+def json_timestamp(moment: datetime) -> str:
+    """A time as DRF's JSON encoder writes one (ISO 8601, UTC as ``Z``), written here for it.
+
+    Left to the encoder, each of a page's 100 timestamps is a call back into
+    Python from the C encoder: that doubled the time a page took to render.
+    """
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def contact_representation(values: Mapping[str, Any]) -> dict[str, Any]:
     """The API's contact, from a contact's decrypted values (``open_contact_values`` or ``contact_detail``)."""
     return {
@@ -145,8 +156,8 @@ def contact_representation(values: Mapping[str, Any]) -> dict[str, Any]:
         "source": values["source"],
         "tags": values["tags"],
         "attributes": values["attributes"] or {},
-        "created_at": values["created_at"],
-        "updated_at": values["updated_at"],
+        "created_at": json_timestamp(values["created_at"]),
+        "updated_at": json_timestamp(values["updated_at"]),
     }
 
 
@@ -167,6 +178,9 @@ class ContactFilters(serializers.Serializer):
     list = serializers.CharField(required=False, max_length=40)
     tag = serializers.CharField(required=False, max_length=services.MAX_TAG_LENGTH)
     segment = serializers.CharField(required=False, max_length=40)
+
+
+FILTER_NAMES = frozenset(ContactFilters().fields)
 
 
 @extend_schema_view(
@@ -190,6 +204,10 @@ class ContactListAPI(IdempotentMixin, TenantAPIView, ListAPIView):
 
     def filter_queryset(self, queryset: QuerySet[Contact]) -> QuerySet[Contact]:
         # contact_list narrows the same account-scoped rows (self.account, from the key) by the filters.
+        if FILTER_NAMES.isdisjoint(self.request.query_params):
+            # No filter asked for (the common page): the scoped rows as they are, which is what
+            # contact_list(self.account) would build again; the cursor pagination orders them.
+            return queryset
         filters = ContactFilters(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         values = filters.validated_data

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from rest_framework.utils.encoders import JSONEncoder
 
 from accounts.models import ApiScope
 from accounts.services import create_api_key
@@ -18,7 +19,7 @@ from bluespark.rest import PROBLEM_CONTENT_TYPE
 from contacts.consent import subscribe_contact, suppress
 from contacts.models import Contact, CustomField, MailingList, Segment, SensitiveValue, Subscription, Suppression
 from contacts.segment_tasks import refresh_segment_count
-from contacts.selectors import contact_with_email
+from contacts.selectors import API_CONTACT_VALUES, contact_list, contact_values, contact_with_email, open_contact_values
 from contacts.services import create_contact, create_mailing_list
 from tests.cast import CastTestCase
 
@@ -402,6 +403,40 @@ class ContactListTests(ContactApiTestCase):
             return len(queries)
 
         assert queries_for(2) == queries_for(20)
+
+    def test_a_page_and_its_tags_are_one_query_after_the_key(self):
+        with account_scope(self.acme):
+            for n in range(5):
+                create_contact(self.acme, email=f"tagged{n}@acme.test", tags=["zeta", "alpha", f"t{n}"])
+        self.get_list()  # the key's last use is noted once a minute: not in the count below
+
+        with CaptureQueriesContext(connection) as queries:
+            rows = self.get_list().json()["results"]
+
+        assert len(queries) == 2, [query["sql"] for query in queries]  # the key, then the page with its tags
+        by_email = {row["email"]: row["tags"] for row in rows}
+        assert by_email["tagged3@acme.test"] == ["alpha", "t3", "zeta"]
+        assert (by_email["ann@acme.test"], by_email["bo@acme.test"]) == (["vip"], [])
+
+    def test_timestamps_are_written_as_drf_writes_them(self):
+        with account_scope(self.acme):
+            ann = Contact.objects.get(pk=self.ann.pk)
+        row = next(row for row in self.get_list().json()["results"] if row["id"] == ann.public_id)
+
+        drf = JSONEncoder().default
+        assert (row["created_at"], row["updated_at"]) == (drf(ann.created_at), drf(ann.updated_at))
+        assert row["created_at"].endswith("Z")
+
+    def test_rows_read_without_their_tags_open_the_same(self):
+        # The path a database without array subqueries takes (SQLite in development): tags in a second query.
+        with account_scope(self.acme):
+            create_contact(self.acme, email="both@acme.test", first_name="Both", tags=["b", "a"])
+            contacts = contact_list(self.acme)
+            plain = open_contact_values(self.acme, list(contacts.values(*API_CONTACT_VALUES)))
+            with_tags = open_contact_values(self.acme, list(contact_values(contacts)))
+
+        assert plain == with_tags
+        assert [row["tags"] for row in plain] == [["a", "b"], [], ["vip"]]
 
 
 class SubscriptionApiTests(ContactApiTestCase):
