@@ -96,6 +96,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -125,12 +126,15 @@ from django.db.models.lookups import (
     Regex,
 )
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from accounts.models import Account
 from accounts.tenancy import TenantScopeError, get_active_account
 from contacts.models import Contact, ContactTag, CustomField, MailingList, Segment, SensitiveValue, Subscription, Tag
 from security.fields import blind_index_for
 from security.identifiers import canonical_email
+
+logger = logging.getLogger(__name__)
 
 MAX_DEPTH = 5
 MAX_CONDITIONS = 50
@@ -713,9 +717,14 @@ def audience_changed(account: Account) -> None:
     """
     Segment.objects.filter(account=account, counted_at__isnull=False).update(counted_at=None)
     try:
-        cache.incr(_audience_key(account))
-    except ValueError:  # no version yet
-        cache.set(_audience_key(account), 1, None)
+        try:
+            cache.incr(_audience_key(account))
+        except ValueError:  # no version yet
+            cache.set(_audience_key(account), 1, None)
+    except RedisError:
+        # The write that called this is done and must not fail for the cache: the builder's cached
+        # figures then age out within CACHED_COUNT_MAX_AGE instead.
+        logger.warning("audience_version_not_bumped", extra={"account": account.public_id})
 
 
 def _draft_key(account: Account, definition: dict) -> str:

@@ -666,6 +666,23 @@ class SegmentCountTests(SegmentTestCase):
         with account_scope(self.acme):
             assert count_for_display(self.acme, segment) == (2, False)
 
+    def test_a_bulk_change_still_lands_when_the_cache_is_down(self):
+        segment = self.vips()
+        with account_scope(self.acme):
+            refresh_count(self.acme, segment)
+        unreachable = {
+            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"}
+        }
+        with (
+            override_settings(CACHES=unreachable),
+            account_scope(self.acme),
+            self.assertLogs("contacts.segments") as logs,
+        ):
+            segments.audience_changed(self.acme)
+        segment.refresh_from_db()
+        assert segment.counted_at is None  # still made stale in the database
+        assert [record.getMessage() for record in logs.records] == ["audience_version_not_bumped"]
+
     def test_a_small_account_counts_a_draft_now(self):
         with account_scope(self.acme), self.captureOnCommitCallbacks() as queued:
             assert count_definition_for_display(self.acme, cond("tag", "has", "vip")) == (2, False)
