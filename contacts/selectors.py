@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -104,6 +104,8 @@ class ContactRow:
     source: str
     created_at: datetime
     attributes: dict[str, Any]
+    # Its tags' names, sorted, when asked for (contact_rows(with_tags=True)).
+    tags: list[str] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
@@ -157,15 +159,40 @@ def contacts_after(contacts: QuerySet[Contact], position: tuple[datetime, int] |
     )
 
 
-def contact_rows(account: Account, contacts: QuerySet[Contact], *, limit: int) -> list[ContactRow]:
-    """The first ``limit`` contacts of ``contacts``, decrypted a column at a time.
+def _tag_names_subquery(contacts: QuerySet[Contact]) -> ArraySubquery | None:
+    """On PostgreSQL, each row's tags' names, sorted, as an array subquery on the contact-tag index; else None.
+
+    Elsewhere (SQLite in development) the caller reads them with ``tag_names_of``. One probe of the
+    ``(contact_id, tag_id)`` index per row costs half what a second query does on a 2,000-row export
+    batch, where ``contact_id IN (…)`` makes the planner scan every tag link of the account.
+    """
+    if connections[contacts.db].vendor != "postgresql":
+        return None
+    return ArraySubquery(ContactTag.objects.filter(contact=OuterRef("pk")).order_by("tag__name").values("tag__name"))
+
+
+def contact_rows(
+    account: Account, contacts: QuerySet[Contact], *, limit: int, with_tags: bool = False
+) -> list[ContactRow]:
+    """The first ``limit`` contacts of ``contacts``, decrypted a column at a time (and their tags if asked).
 
     Each address is checked against its blind index, as a single read is; a
     value that fails to open raises ``DecryptionError`` naming its row.
     """
-    values = list(contacts.values_list(*_CONTACT_ROW_FIELDS)[:limit])
+    fields = _CONTACT_ROW_FIELDS
+    tags_in_rows = False
+    if with_tags and (names := _tag_names_subquery(contacts)) is not None:
+        contacts, fields, tags_in_rows = contacts.annotate(tag_names=names), (*fields, "tag_names"), True
+    values = list(contacts.values_list(*fields)[:limit])
     if not values:
         return []
+    if tags_in_rows:
+        tags = [row[-1] or [] for row in values]
+    elif with_tags:
+        names = tag_names_of(account, [row[0] for row in values])
+        tags = [names.get(row[0], []) for row in values]
+    else:
+        tags = [[] for _ in values]
     scope = account.public_id
     emails = open_column(
         Contact, "email", scope, [(row[1], row[2]) for row in values], blind_indexes=[row[3] for row in values]
@@ -183,8 +210,11 @@ def contact_rows(account: Account, contacts: QuerySet[Contact], *, limit: int) -
             source=row[7],
             created_at=row[8],
             attributes=row[9] or {},
+            tags=row_tags,
         )
-        for row, email, first_name, last_name in zip(values, emails, first_names, last_names, strict=True)
+        for row, email, first_name, last_name, row_tags in zip(
+            values, emails, first_names, last_names, tags, strict=True
+        )
     ]
 
 
@@ -349,10 +379,8 @@ def contact_values(contacts: QuerySet[Contact]) -> QuerySet[Contact]:
     development) ``open_contact_values`` reads the tags in a second query.
     """
     values = contacts.values(*API_CONTACT_VALUES)
-    if connections[contacts.db].vendor == "postgresql":
-        names = ContactTag.objects.filter(contact=OuterRef("pk")).order_by("tag__name").values("tag__name")
-        values = values.annotate(tags=ArraySubquery(names))
-    return values
+    names = _tag_names_subquery(contacts)
+    return values if names is None else values.annotate(tags=names)
 
 
 def open_contact_values(account: Account, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -50,7 +50,6 @@ from contacts.selectors import (
     subscriber_count,
     subscriptions_of_contact,
     tag_named,
-    tag_names_of,
     tags_of_contact,
 )
 
@@ -309,8 +308,8 @@ def _csv_lines(account: Account, filters: ContactFilter, fields: list[CustomFiel
     position = None
     while True:
         with account_scope(account):
-            batch = contact_rows(account, contacts_after(contact_list(account, filters), position), limit=EXPORT_BATCH)
-            tags = tag_names_of(account, [row.pk for row in batch])
+            contacts = contacts_after(contact_list(account, filters), position)
+            batch = contact_rows(account, contacts, limit=EXPORT_BATCH, with_tags=True)
         if not batch:
             return
         chunk = []
@@ -323,7 +322,7 @@ def _csv_lines(account: Account, filters: ContactFilter, fields: list[CustomFiel
                 row.status,
                 row.source,
                 row.created_at.isoformat(),
-                ", ".join(tags.get(row.pk, [])),
+                ", ".join(row.tags),
                 *(_cell(row.attributes.get(field.key)) for field in fields),
             ]
             chunk.append(writer.writerow(safe_row(cells)))

@@ -6,6 +6,8 @@ import csv
 import io
 import time
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import SupportGrant
@@ -162,8 +164,11 @@ class ContactExportTests(CastTestCase):
             expected = set(Contact.objects.values_list("public_id", flat=True))
         self.login(self.alice)
         response = self.client.post(self.url())
-        chunks = list(response.streaming_content)
+        with CaptureQueriesContext(connection) as queries:
+            chunks = list(response.streaming_content)
         assert len(chunks) == 1 + 2  # the header, then one chunk per batch
+        # Each batch brings its contacts' tags in its own query: no second query per batch.
+        assert len(queries) == 2, [query["sql"][:120] for query in queries]
         ids = [row[0] for row in csv.reader(io.StringIO(b"".join(chunks).decode()))][1:]
         assert len(ids) == len(set(ids)) == len(expected)
         assert set(ids) == expected
