@@ -105,6 +105,44 @@ def end_other_sessions(user: User, *, keep: str | None) -> int:
     return deleted
 
 
+def end_lapsed_sessions(*, batch_rows: int = 1_000) -> int:
+    """End the sessions past their absolute lifetime that no request came back to end; how many.
+
+    The middleware ends a lapsed session at its next request; one never used
+    again kept its row (with its encrypted address) on the user's security
+    page for ever, and no ``auth.logout`` said it had ended. Past
+    ``SESSION_ABSOLUTE_SECONDS`` no request can revive it, so this records the
+    ``auth.logout`` the middleware would have (reason ``idle`` when it went idle
+    before reaching that lifetime, else ``expired``) and deletes the row, in
+    batches, each in its own transaction. Run hourly by beat; safe to run twice
+    (a row already gone is not recorded again).
+    """
+    now = timezone.now()
+    lifetime = timedelta(seconds=settings.SESSION_ABSOLUTE_SECONDS)
+    idle = timedelta(seconds=settings.SESSION_IDLE_SECONDS)
+    ended = 0
+    while True:
+        with transaction.atomic():
+            lapsed = list(
+                UserSession.objects.select_for_update(skip_locked=True)
+                .select_related("user")
+                .filter(created_at__lt=now - lifetime)
+                .order_by("pk")[:batch_rows]
+            )
+            if not lapsed:
+                return ended
+            UserSession.objects.filter(pk__in=[row.pk for row in lapsed]).delete()
+            for row in lapsed:
+                went_idle = row.last_seen_at + idle < row.created_at + lifetime
+                record(
+                    "auth.logout",
+                    actor=row.user,
+                    target=("user_session", row.public_id),
+                    data={"reason": "idle" if went_idle else "expired"},
+                )
+        ended += len(lapsed)
+
+
 def session_list(user: User) -> list[UserSession]:
     return list(UserSession.objects.filter(user=user).order_by("-last_seen_at", "-id"))
 

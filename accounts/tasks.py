@@ -11,6 +11,7 @@ from accounts import services
 from accounts.idempotency import purge_idempotency_records
 from accounts.models import Account
 from accounts.selectors import access_data_key_rotation
+from accounts.sessions import end_lapsed_sessions
 from accounts.tenancy import tenant_task
 
 ROTATION_TASK_SECONDS = 20.0
@@ -44,6 +45,9 @@ def purge_expired_idempotency_records() -> int:
 
 
 @shared_task(name="accounts.tasks.clear_expired_sessions")
-def clear_expired_sessions() -> None:
-    """Delete the expired rows of Django's session store, which never deletes them itself (``clearsessions``)."""
+def clear_expired_sessions() -> int:
+    """End the browser sessions past their lifetime (with their ``auth.logout``), then delete the expired rows
+    of Django's session store, which never deletes them itself (``clearsessions``); how many sessions ended."""
+    ended = end_lapsed_sessions()
     call_command("clearsessions")
+    return ended

@@ -6,15 +6,20 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import time_machine
+from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
+from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.idempotency import IDEMPOTENCY_KEY_LIFETIME
-from accounts.models import ApiScope, IdempotencyRecord
+from accounts.models import ApiScope, IdempotencyRecord, UserSession
 from accounts.services import create_api_key
+from accounts.sessions import SESSION_ID_KEY
 from accounts.tasks import clear_expired_sessions, purge_expired_idempotency_records
 from accounts.tenancy import account_scope
+from audit.models import AuditEvent
 from tests.cast import CastTestCase
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -86,3 +91,35 @@ class ClearExpiredSessionsTests(CastTestCase):
 
         assert list(Session.objects.values_list("session_key", flat=True)) == [live]
         assert expired != live
+
+
+class EndLapsedSessionsTests(CastTestCase):
+    def sign_in(self, user) -> str:
+        client = Client()
+        client.force_login(user)
+        return client.session[SESSION_ID_KEY]
+
+    def logouts(self) -> list[tuple[str, str, str]]:
+        events = AuditEvent.objects.filter(action="auth.logout").order_by("occurred_at", "pk")
+        return [(event.actor_id, event.target_id, event.data["reason"]) for event in events]
+
+    def test_sessions_no_request_came_back_to_end_are_ended_with_their_logout(self):
+        lifetime = timedelta(seconds=settings.SESSION_ABSOLUTE_SECONDS)
+        idle = timedelta(seconds=settings.SESSION_IDLE_SECONDS)
+        with time_machine.travel(T0, tick=False) as clock:
+            went_idle = self.sign_in(self.alice)
+            kept_busy = self.sign_in(self.bob)
+            clock.shift(lifetime - idle)  # bob's browser is seen until the last idle stretch of its lifetime
+            UserSession.objects.filter(public_id=kept_busy).update(last_seen_at=timezone.now())
+            clock.shift(idle)
+            young = self.sign_in(self.vic)
+            clock.shift(timedelta(seconds=1))
+
+            assert clear_expired_sessions.apply().get() == 2
+            assert clear_expired_sessions.apply().get() == 0  # a second run records nothing again
+
+        assert list(UserSession.objects.values_list("public_id", flat=True)) == [young]
+        assert self.logouts() == [
+            (self.alice.public_id, went_idle, "idle"),
+            (self.bob.public_id, kept_busy, "expired"),
+        ]
