@@ -239,7 +239,9 @@ class ContactImport(TenantModel):
     # Where the upload waits (removed when the import ends); a name, never the original file name.
     file_path = models.CharField(max_length=500, blank=True, default="")
     file_size = models.BigIntegerField(default=0)
-    # CSV column -> contact field ("email", "first_name", "last_name", "tag", a custom field key, or "").
+    # What ``importing.configure`` decided, read back by the engine as one document: {"columns": {CSV column
+    # position: "email" | "first_name" | "last_name" | "tags" | a custom field key | ""}, "has_header": bool,
+    # "delimiter": str, "encoding": str}. Empty until configured.
     mapping = models.JSONField(default=dict, blank=True)
     update_existing = models.BooleanField(default=True)
     mailing_list = models.ForeignKey(MailingList, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
