@@ -311,7 +311,8 @@ class EmailChange(models.Model):
     like the user's own, with the same blind index, so it can be compared with
     ``User.email_index`` without being opened. A user has at most one: a new
     request deletes the earlier ones. It is used once and expires after a day
-    (``accounts.tokens.EMAIL_CHANGE_TIMEOUT``).
+    (``accounts.tokens.EMAIL_CHANGE_TIMEOUT``); beat then deletes it
+    (``services.purge_spent_email_changes``).
     """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="email_changes")

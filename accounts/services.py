@@ -22,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -846,6 +847,18 @@ def confirm_email_change(user: User, *, user_id: str, token: str, keep_session: 
     return locked
 
 
+def purge_spent_email_changes() -> int:
+    """Delete the email changes no link can confirm any more: used, or past their day; how many went.
+
+    The pending address is personal data with no use once its link is dead, and a
+    user who never follows (or never repeats) the request kept it for ever. Beat
+    runs this hourly (``accounts.tasks``); safe to run twice. No event: the request
+    and the change already have theirs, and an expiry is no one's action.
+    """
+    spent = EmailChange.objects.filter(Q(used_at__isnull=False) | Q(expires_at__lte=timezone.now()))
+    return _delete_in_batches(spent)
+
+
 def _open_email_change(user: User) -> EmailChange | None:
     """The user's newest pending change, if it is still open (the only one a link may confirm)."""
     change = (
@@ -856,3 +869,18 @@ def _open_email_change(user: User) -> EmailChange | None:
     if change is not None:
         change.user = user
     return change
+
+
+# --- retention --------------------------------------------------------------------------------
+
+PURGE_BATCH = 5000
+
+
+def _delete_in_batches(rows: QuerySet) -> int:
+    """Delete ``rows`` a batch at a time, so no statement locks a long backlog at once; how many went."""
+    deleted = 0
+    while True:
+        batch = list(rows.values_list("pk", flat=True)[:PURGE_BATCH])
+        if not batch:
+            return deleted
+        deleted += rows.filter(pk__in=batch).delete()[0]

@@ -51,3 +51,9 @@ def clear_expired_sessions() -> int:
     ended = end_lapsed_sessions()
     call_command("clearsessions")
     return ended
+
+
+@shared_task(name="accounts.tasks.purge_spent_email_changes")
+def purge_spent_email_changes() -> int:
+    """Delete the pending email changes whose link was used or has expired (their new address goes); how many."""
+    return services.purge_spent_email_changes()

@@ -267,6 +267,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600},
     },
+    "purge-spent-email-changes": {
+        "task": "accounts.tasks.purge_spent_email_changes",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
 }
 
 # --- authentication -------------------------------------------------------------

@@ -1,24 +1,27 @@
-"""Beat's clean-ups of accounts: expired ``Idempotency-Key`` records and expired sessions."""
+"""Beat's clean-ups of accounts: expired ``Idempotency-Key`` records, expired sessions, spent email changes."""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import time_machine
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
+from django.core import mail
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.idempotency import IDEMPOTENCY_KEY_LIFETIME
-from accounts.models import ApiScope, IdempotencyRecord, UserSession
-from accounts.services import create_api_key
+from accounts.models import ApiScope, EmailChange, IdempotencyRecord, UserSession
+from accounts.services import confirm_email_change, create_api_key, request_email_change
 from accounts.sessions import SESSION_ID_KEY
-from accounts.tasks import clear_expired_sessions, purge_expired_idempotency_records
+from accounts.tasks import clear_expired_sessions, purge_expired_idempotency_records, purge_spent_email_changes
 from accounts.tenancy import account_scope
+from accounts.tokens import EMAIL_CHANGE_TIMEOUT
 from audit.models import AuditEvent
 from tests.cast import CastTestCase
 
@@ -123,3 +126,44 @@ class EndLapsedSessionsTests(CastTestCase):
             (self.alice.public_id, went_idle, "idle"),
             (self.bob.public_id, kept_busy, "expired"),
         ]
+
+
+class PurgeSpentEmailChangesTests(CastTestCase):
+    def request_change(self, user, address: str) -> str:
+        """Ask for the change as the profile page does; the token of the link mailed to ``address``."""
+        with self.captureOnCommitCallbacks(execute=True):
+            request_email_change(user, new_email=address)
+        [message] = [m for m in mail.outbox if m.to == [address]]
+        return re.search(r"/accounts/profile/email/usr_\w+/([^\s/]+)/", message.body).group(1)
+
+    def pending(self) -> list[str]:
+        return sorted(change.email for change in EmailChange.objects.all())
+
+    def test_it_deletes_used_and_expired_changes_of_every_user_and_keeps_open_ones(self):
+        lifetime = timedelta(seconds=EMAIL_CHANGE_TIMEOUT)
+        with time_machine.travel(T0, tick=False) as clock:
+            self.request_change(self.alice, "alice.lapsed@example.test")
+            self.request_change(self.charlie, "charlie.lapsed@example.test")  # Globex's owner
+            token = self.request_change(self.bob, "bob.used@example.test")
+            confirm_email_change(self.bob, user_id=self.bob.public_id, token=token)
+            clock.shift(lifetime - timedelta(hours=1))
+            self.request_change(self.vic, "vic.open@example.test")
+            clock.shift(timedelta(hours=1))  # alice's and charlie's links end now; vic's has 23 hours left
+
+            assert purge_spent_email_changes.apply().get() == 3
+            assert purge_spent_email_changes.apply().get() == 0  # a second run finds nothing
+
+        assert self.pending() == ["vic.open@example.test"]
+
+    def test_a_used_change_goes_at_the_next_run_before_its_link_would_expire(self):
+        with time_machine.travel(T0, tick=False) as clock:
+            token = self.request_change(self.alice, "alice.new@example.test")
+            open_one = self.request_change(self.charlie, "charlie.new@example.test")
+            clock.shift(timedelta(minutes=5))
+            confirm_email_change(self.alice, user_id=self.alice.public_id, token=token)
+
+            assert purge_spent_email_changes.apply().get() == 1
+
+            confirm_email_change(self.charlie, user_id=self.charlie.public_id, token=open_one)  # still works
+        self.charlie.refresh_from_db()
+        assert self.charlie.email == "charlie.new@example.test"
