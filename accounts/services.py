@@ -672,6 +672,20 @@ def withdraw_invitation(account: Account, invitation: Invitation) -> None:
             record("member.invitation_withdrawn", account=account, target=invitation)
 
 
+def purge_dead_invitations() -> int:
+    """Delete every account's invitations that were never accepted and now cannot be; how many went.
+
+    Their address is personal data, and the team page lists open invitations
+    only, so no one reads these again. Accepted ones stay (the member they made
+    has the address anyway). Beat runs this hourly (``accounts.tasks``); safe
+    to run twice. No event: the withdrawal has its own, and an expiry is no one's action.
+    """
+    dead = Invitation.objects_unscoped_dangerous.filter(accepted_at__isnull=True).filter(
+        Q(expires_at__lte=timezone.now()) | Q(revoked_at__isnull=False)
+    )
+    return _delete_in_batches(dead)
+
+
 def _owner_count(account: Account) -> int:
     return Membership.objects.select_for_update().filter(account=account, role=Role.OWNER).count()
 

@@ -57,3 +57,9 @@ def clear_expired_sessions() -> int:
 def purge_spent_email_changes() -> int:
     """Delete the pending email changes whose link was used or has expired (their new address goes); how many."""
     return services.purge_spent_email_changes()
+
+
+@shared_task(name="accounts.tasks.purge_dead_invitations")
+def purge_dead_invitations() -> int:
+    """Delete every account's expired or withdrawn invitations that were never accepted (their address goes)."""
+    return services.purge_dead_invitations()

@@ -272,6 +272,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600},
     },
+    "purge-dead-invitations": {
+        "task": "accounts.tasks.purge_dead_invitations",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
 }
 
 # --- authentication -------------------------------------------------------------

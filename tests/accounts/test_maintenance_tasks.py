@@ -1,4 +1,5 @@
-"""Beat's clean-ups of accounts: expired ``Idempotency-Key`` records, expired sessions, spent email changes."""
+"""Beat's clean-ups of accounts: expired ``Idempotency-Key`` records, expired sessions, spent email changes,
+dead invitations."""
 
 from __future__ import annotations
 
@@ -16,14 +17,27 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.idempotency import IDEMPOTENCY_KEY_LIFETIME
-from accounts.models import ApiScope, EmailChange, IdempotencyRecord, UserSession
-from accounts.services import confirm_email_change, create_api_key, request_email_change
+from accounts.models import ApiScope, EmailChange, IdempotencyRecord, Invitation, Membership, Role, UserSession
+from accounts.services import (
+    INVITATION_DAYS,
+    accept_invitation,
+    confirm_email_change,
+    create_api_key,
+    invite_member,
+    request_email_change,
+    withdraw_invitation,
+)
 from accounts.sessions import SESSION_ID_KEY
-from accounts.tasks import clear_expired_sessions, purge_expired_idempotency_records, purge_spent_email_changes
+from accounts.tasks import (
+    clear_expired_sessions,
+    purge_dead_invitations,
+    purge_expired_idempotency_records,
+    purge_spent_email_changes,
+)
 from accounts.tenancy import account_scope
 from accounts.tokens import EMAIL_CHANGE_TIMEOUT
 from audit.models import AuditEvent
-from tests.cast import CastTestCase
+from tests.cast import CastTestCase, make_user
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -167,3 +181,34 @@ class PurgeSpentEmailChangesTests(CastTestCase):
             confirm_email_change(self.charlie, user_id=self.charlie.public_id, token=open_one)  # still works
         self.charlie.refresh_from_db()
         assert self.charlie.email == "charlie.new@example.test"
+
+
+class PurgeDeadInvitationsTests(CastTestCase):
+    def invite(self, account, owner, address: str) -> Invitation:
+        with account_scope(account):
+            inviter = Membership.objects.get(account=account, user=owner)
+            return invite_member(account, email=address, role=Role.EDITOR, invited_by=inviter).invitation
+
+    def invited(self, account) -> list[str]:
+        with account_scope(account):
+            return sorted(invitation.email for invitation in Invitation.objects.all())
+
+    def test_it_deletes_every_accounts_expired_and_withdrawn_invitations_and_keeps_open_and_accepted_ones(self):
+        with time_machine.travel(T0, tick=False) as clock:
+            self.invite(self.acme, self.alice, "lapsed@example.test")
+            joined = self.invite(self.acme, self.alice, "dora@example.test")
+            accept_invitation(joined, user=make_user("dora@example.test"))
+            self.invite(self.globex, self.charlie, "lapsed@globex.test")
+            clock.shift(timedelta(days=INVITATION_DAYS - 1))
+            self.invite(self.acme, self.alice, "fresh@example.test")
+            withdrawn = self.invite(self.acme, self.alice, "withdrawn@example.test")
+            with account_scope(self.acme):
+                withdraw_invitation(self.acme, withdrawn)
+            self.invite(self.globex, self.charlie, "fresh@globex.test")
+            clock.shift(timedelta(days=1))  # the first day's invitations end now
+
+            assert purge_dead_invitations.apply().get() == 3
+            assert purge_dead_invitations.apply().get() == 0  # a second run finds nothing
+
+        assert self.invited(self.acme) == ["dora@example.test", "fresh@example.test"]
+        assert self.invited(self.globex) == ["fresh@globex.test"]
