@@ -683,7 +683,7 @@ def purge_dead_invitations() -> int:
     dead = Invitation.objects_unscoped_dangerous.filter(accepted_at__isnull=True).filter(
         Q(expires_at__lte=timezone.now()) | Q(revoked_at__isnull=False)
     )
-    return _delete_in_batches(dead)
+    return _delete_expired_rows(dead)
 
 
 def _owner_count(account: Account) -> int:
@@ -870,7 +870,7 @@ def purge_spent_email_changes() -> int:
     and the change already have theirs, and an expiry is no one's action.
     """
     spent = EmailChange.objects.filter(Q(used_at__isnull=False) | Q(expires_at__lte=timezone.now()))
-    return _delete_in_batches(spent)
+    return _delete_expired_rows(spent)
 
 
 def _open_email_change(user: User) -> EmailChange | None:
@@ -887,14 +887,12 @@ def _open_email_change(user: User) -> EmailChange | None:
 
 # --- retention --------------------------------------------------------------------------------
 
-PURGE_BATCH = 5000
 
-
-def _delete_in_batches(rows: QuerySet) -> int:
+def _delete_expired_rows(rows: QuerySet) -> int:
     """Delete ``rows`` a batch at a time, so no statement locks a long backlog at once; how many went."""
     deleted = 0
     while True:
-        batch = list(rows.values_list("pk", flat=True)[:PURGE_BATCH])
+        batch = list(rows.values_list("pk", flat=True)[:PURGE_BATCH_ROWS])
         if not batch:
             return deleted
         deleted += rows.filter(pk__in=batch).delete()[0]
