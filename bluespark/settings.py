@@ -277,6 +277,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600},
     },
+    "discard-abandoned-uploads": {
+        "task": "contacts.import_tasks.discard_abandoned_uploads",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
 }
 
 # --- authentication -------------------------------------------------------------

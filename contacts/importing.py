@@ -5,7 +5,8 @@ as it is written), ``sniff`` (encoding, delimiter, header, suggested mapping
 and the first rows), ``configure`` (mapping and options), ``start_import``
 (queues ``contacts.import_tasks.run_import`` on the ``bulk`` queue); then
 ``pause_import``, ``resume_import`` and ``cancel_import`` while it runs. The
-task calls ``run_contact_import``.
+task calls ``run_contact_import``. An upload left before ``start_import`` is
+cancelled after a day by ``discard_stale_uploads`` (beat, hourly).
 
 The upload holds personal data, so it is never on disk in clear: it is cut
 into frames of 1 MiB, each sealed with AES-256-GCM under the account's
@@ -68,6 +69,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Account
+from accounts.tenancy import account_scope
 from audit.services import record
 from contacts import segments
 from contacts.models import (
@@ -97,6 +99,9 @@ SNIFF_CHARS = 64 * 1024
 MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 1000
 MAX_TAG_CHARS = 100
+# An upload whose import was not started within this long was left in the wizard: its file goes
+# (``discard_stale_uploads``). The mapping step takes minutes; a day leaves room for a break.
+STALE_UPLOAD_AGE = datetime.timedelta(hours=24)
 
 MAGIC = b"BSIMPRT1"
 _FRAME_HEAD = struct.Struct(">BI")
@@ -753,6 +758,43 @@ def cancel_import(account: Account, contact_import: ContactImport, *, actor: Any
     _remove(name)
     contact_import.refresh_from_db()
     return contact_import
+
+
+def discard_stale_uploads(older_than: datetime.timedelta = STALE_UPLOAD_AGE) -> int:
+    """Cancel every account's imports still waiting for their mapping after ``older_than`` and delete their
+    uploads (personal data, kept for nothing), each with its ``contact.import_cancelled``; how many.
+
+    Each account's are handled in its scope, each under a row lock: an import started meanwhile is left
+    alone. Beat runs this hourly (``contacts.import_tasks``); safe to run twice.
+    """
+    cutoff = timezone.now() - older_than
+    stale = {"status": ContactImport.Status.UPLOADED, "created_at__lt": cutoff}
+    account_ids = ContactImport.objects_unscoped_dangerous.filter(**stale).values_list("account_id", flat=True)
+    discarded = 0
+    for account in Account.objects.filter(pk__in=set(account_ids)).order_by("pk"):
+        with account_scope(account):
+            for pk in ContactImport.objects.filter(account=account, **stale).values_list("pk", flat=True):
+                discarded += _discard_upload(account, pk, stale)
+    return discarded
+
+
+def _discard_upload(account: Account, pk: int, stale: dict[str, Any]) -> bool:
+    with transaction.atomic():
+        locked = ContactImport.objects.select_for_update().filter(pk=pk, **stale).first()
+        if locked is None:
+            return False  # started or discarded since it was listed
+        locked.status = ContactImport.Status.CANCELLED
+        locked.finished_at = timezone.now()
+        name, locked.file_path = locked.file_path, ""
+        locked.save(update_fields=["status", "finished_at", "file_path"])
+        record(
+            "contact.import_cancelled",
+            account=account,
+            target=locked,
+            data={**_counts(locked), "reason": "abandoned"},
+        )
+    _remove(name)
+    return True
 
 
 def delete_error_report(account: Account, contact_import: ContactImport) -> None:

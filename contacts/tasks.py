@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from contacts.import_tasks import run_import  # noqa: F401
+from contacts.import_tasks import discard_abandoned_uploads, run_import  # noqa: F401
 from contacts.segment_tasks import count_segment_definition, refresh_segment_count  # noqa: F401
