@@ -95,4 +95,5 @@ class DiscardAbandonedUploadsTests(CastTestCase):
 
         assert mapping.status_code == 200 and mapping.context["started"]
         assert 'id="import-mapping"' not in mapping.content.decode()
+        assert "cancelled before it started" in mapping.content.decode()
         assert progress.status_code == 200 and "Cancelled" in progress.content.decode()
