@@ -81,7 +81,7 @@ def delete_account(account: Account, *, batch_rows: int | None = None) -> None:
     """
     destroy_scope_keys(account.public_id)
     for model in _tenant_models_children_first():
-        _delete_in_batches(model, account, batch_rows or PURGE_BATCH_ROWS)
+        _delete_in_batches(model.objects_unscoped_dangerous.filter(account=account), batch_rows or PURGE_BATCH_ROWS)
     with transaction.atomic():
         account.delete()
 
@@ -109,21 +109,21 @@ def _tenant_models_children_first() -> list[type[TenantModel]]:
     return ordered
 
 
-def _delete_in_batches(model: type[TenantModel], account: Account, batch_rows: int) -> None:
-    """Delete the account's rows of one model a batch at a time, each batch its own transaction.
+def _delete_in_batches(rows: QuerySet, batch_rows: int = PURGE_BATCH_ROWS) -> int:
+    """Delete ``rows`` a batch at a time, each batch (with its cascades) its own transaction; how many went.
 
-    An account may hold millions of contacts: one ``account.delete()`` would
-    collect every id in the worker's memory and hold every row lock in one
-    transaction. A batch cut short (a worker killed) leaves the rest for the
-    task's next run.
+    An account may hold millions of contacts, and a clean-up may find a long
+    backlog: one ``delete()`` would collect every id in the worker's memory and
+    hold every row lock in one transaction. A run cut short (a worker killed)
+    leaves the rest for the task's next run.
     """
-    rows = model.objects_unscoped_dangerous.filter(account=account)
+    deleted = 0
     while True:
         batch = list(rows.values_list("pk", flat=True)[:batch_rows])
         if not batch:
-            return
+            return deleted
         with transaction.atomic():
-            model.objects_unscoped_dangerous.filter(pk__in=batch).delete()
+            deleted += rows.filter(pk__in=batch).delete()[1].get(rows.model._meta.label, 0)
 
 
 def rename_account(account: Account, *, name: str) -> Account:
@@ -683,7 +683,7 @@ def purge_dead_invitations() -> int:
     dead = Invitation.objects_unscoped_dangerous.filter(accepted_at__isnull=True).filter(
         Q(expires_at__lte=timezone.now()) | Q(revoked_at__isnull=False)
     )
-    return _delete_expired_rows(dead)
+    return _delete_in_batches(dead)
 
 
 def _owner_count(account: Account) -> int:
@@ -870,7 +870,7 @@ def purge_spent_email_changes() -> int:
     and the change already have theirs, and an expiry is no one's action.
     """
     spent = EmailChange.objects.filter(Q(used_at__isnull=False) | Q(expires_at__lte=timezone.now()))
-    return _delete_expired_rows(spent)
+    return _delete_in_batches(spent)
 
 
 def _open_email_change(user: User) -> EmailChange | None:
@@ -886,13 +886,3 @@ def _open_email_change(user: User) -> EmailChange | None:
 
 
 # --- retention --------------------------------------------------------------------------------
-
-
-def _delete_expired_rows(rows: QuerySet) -> int:
-    """Delete ``rows`` a batch at a time, so no statement locks a long backlog at once; how many went."""
-    deleted = 0
-    while True:
-        batch = list(rows.values_list("pk", flat=True)[:PURGE_BATCH_ROWS])
-        if not batch:
-            return deleted
-        deleted += rows.filter(pk__in=batch).delete()[0]
