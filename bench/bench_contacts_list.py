@@ -162,7 +162,7 @@ def run_request(client: Any, prepared: dict[str, Any], method: str, path: str, p
     return client.get(path, params, **extra)
 
 
-def check(name: str, response: Any, large: bool) -> None:
+def check(name: str, response: Any) -> None:
     body = response.content.decode()
     if response.status_code != 200:
         raise SystemExit(f"{name}: HTTP {response.status_code}")
@@ -170,11 +170,6 @@ def check(name: str, response: Any, large: bool) -> None:
         raise SystemExit(f"{name}: the background count is missing (the figure must be cached before timing)")
     if name.startswith("contacts list") and "person" not in body:
         raise SystemExit(f"{name}: no contact shown")
-
-
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def measure(large: Any, small: Any, runs: int) -> dict[str, Any]:
@@ -194,9 +189,9 @@ def measure(large: Any, small: Any, runs: int) -> dict[str, Any]:
     samples: dict[str, dict[str, list[float]]] = {
         label: {name: [] for name in sides[label]["requests"]} for label in sides
     }
-    for label, side in sides.items():  # one warm-up each, checked
+    for side in sides.values():  # one warm-up each, checked
         for name, (method, path, params) in side["requests"].items():
-            check(name, run_request(side["client"], side["prepared"], method, path, params), label == "large")
+            check(name, run_request(side["client"], side["prepared"], method, path, params))
     for _ in range(runs):
         for name in sides["large"]["requests"]:
             for label in ("small", "large"):
@@ -209,8 +204,8 @@ def measure(large: Any, small: Any, runs: int) -> dict[str, Any]:
                     raise SystemExit(f"{name} ({label}): HTTP {response.status_code}")
     rows = []
     for name in samples["large"]:
-        large_p95 = percentile(samples["large"][name], 0.95)
-        small_p95 = percentile(samples["small"][name], 0.95)
+        large_p95 = bench_segments.percentile(samples["large"][name], 0.95)
+        small_p95 = bench_segments.percentile(samples["small"][name], 0.95)
         rows.append(
             {
                 "name": name,

@@ -520,9 +520,11 @@ def contacts_matching(account: Account, definition: dict) -> QuerySet[Contact]:
     Runs inside the account's scope, through the scoped manager only.
     """
     _require_scope(account)
-    checked = _runnable(account, definition)
-    condition = _Compiler(account, checked, timezone.now()).node(checked.definition)
-    return Contact.objects.filter(condition)
+    return _matching(account, _runnable(account, definition))
+
+
+def _matching(account: Account, checked: _Checked) -> QuerySet[Contact]:
+    return Contact.objects.filter(_Compiler(account, checked, timezone.now()).node(checked.definition))
 
 
 def count(account: Account, definition: dict) -> int:
@@ -744,9 +746,7 @@ def count_definition_for_display(account: Account, definition: dict) -> tuple[in
     _require_scope(account)
     checked = _runnable(account, definition)
     if account_is_small(account):
-        return Contact.objects.filter(
-            _Compiler(account, checked, timezone.now()).node(checked.definition)
-        ).count(), False
+        return _matching(account, checked).count(), False
     normalised = checked.definition
     key = _draft_key(account, normalised)
     cached = cache.get(key)
