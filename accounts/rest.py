@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
-from django.conf import settings
 from django.db.models import Model, QuerySet
 from rest_framework.exceptions import NotAuthenticated, Throttled
 from rest_framework.generics import GenericAPIView
@@ -15,13 +13,9 @@ from rest_framework.views import APIView
 
 from accounts.models import Account
 from accounts.tenancy import enter_account_scope, leave_account_scope
-from security.ratelimit import Decision, RateLimit, hit
+from security.ratelimit import Decision
 
 BEARER_CHALLENGE = 'Bearer realm="api"'
-
-
-def api_key_policy() -> RateLimit:
-    return RateLimit("api-key", settings.API_REQUESTS_PER_MINUTE, 60)
 
 
 class HasApiScope(BasePermission):
@@ -67,12 +61,12 @@ class TenantAPIView(GenericAPIView):
         return f"{self.scope_resource}:{'read' if request.method in SAFE_METHODS else 'write'}"
 
     def check_throttles(self, request: Request) -> None:
-        """Per-key limits shared by every process (Redis); the headers go out on every answer."""
-        key = getattr(request.auth, "key", None)
-        if key is None:
-            return
-        self._rate_limit = hit(api_key_policy(), key.public_id, now=time.time())
-        if not self._rate_limit.allowed:
+        """The key's limit, shared by every process (Redis) and taken while authenticating.
+
+        The headers go out on every answer.
+        """
+        self._rate_limit = getattr(request.auth, "rate_limit", None)
+        if self._rate_limit is not None and not self._rate_limit.allowed:
             raise Throttled(wait=self._rate_limit.retry_after)
 
     def perform_authentication(self, request: Request) -> None:

@@ -27,6 +27,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.key_cache import key_set_changed, token_hash
 from accounts.lockout import lockout_cleared
 from accounts.models import (
     Account,
@@ -151,6 +152,7 @@ def close_account(account: Account, *, actor: User) -> None:
     destroy_scope_keys(account.public_id)
     with transaction.atomic():
         ApiKey.objects.filter(account=account).delete()
+        key_set_changed()
         Invitation.objects.filter(account=account).delete()
         Membership.objects.filter(account=account).delete()
         # The account's events stay when its rows are purged: they hold no foreign key.
@@ -321,10 +323,6 @@ class IssuedApiKey:
     token: str  # shown once, never stored
 
 
-def _token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode("ascii")).digest()
-
-
 def create_api_key(
     account: Account, *, name: str, scopes: list[str], created_by: User, expires_at: datetime | None = None
 ) -> IssuedApiKey:
@@ -343,7 +341,7 @@ def create_api_key(
         account=account,
         name=name.strip(),
         prefix=prefix,
-        secret_hash=_token_hash(token),
+        secret_hash=token_hash(token),
         scopes=sorted(set(scopes)),
         created_by=created_by,
         expires_at=expires_at,
@@ -369,6 +367,8 @@ def revoke_api_key(account: Account, key: ApiKey) -> ApiKey:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])
             record("api_key.revoked", account=account, target=key)
+            # Processes that keep verified keys (accounts.key_cache) forget them now and at commit.
+            key_set_changed()
     return key
 
 
@@ -404,7 +404,7 @@ def verify_api_key(token: str) -> ApiKey | None:
         key = ApiKey.objects_unscoped_dangerous.select_related("account").get(prefix=prefix)
     except ApiKey.DoesNotExist:
         return None
-    if not hmac.compare_digest(bytes(key.secret_hash), _token_hash(token)):
+    if not hmac.compare_digest(bytes(key.secret_hash), token_hash(token)):
         return None
     if not key.is_usable_at(timezone.now()):
         return None
@@ -577,7 +577,7 @@ class SentInvitation:
 
 
 def _invitation_token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode("ascii")).digest()
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _check_can_grant(actor: Membership, role: str) -> None:

@@ -435,6 +435,9 @@ REST_FRAMEWORK = {
 }
 # Per API key, shared by every process (security/ratelimit.py).
 API_REQUESTS_PER_MINUTE = env_int("BLUESPARK_API_REQUESTS_PER_MINUTE", 600, minimum=1)
+# How long a process keeps an API key the database verified (accounts/key_cache.py). A
+# revocation still takes effect at once through Redis; 0 looks every key up every request.
+API_KEY_CACHE_SECONDS = env_int("BLUESPARK_API_KEY_CACHE_SECONDS", 60, minimum=0)
 # Failed keys per client address before it is refused for a while.
 API_KEY_FAILURES_PER_HOUR = env_int("BLUESPARK_API_KEY_FAILURES_PER_HOUR", 30, minimum=1)
 SPECTACULAR_SETTINGS = {

@@ -12,32 +12,54 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.conf import settings
 
-_BUCKET_SCRIPT = """
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil then
-  tokens = capacity
-  at = now
+# Take ``cost`` tokens from the bucket at ``key`` (refilled up to ``now`` first); {allowed, tokens left}.
+_TAKE_FUNCTION = """
+local function take(key, capacity, rate, now, cost)
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1])
+  local at = tonumber(state[2])
+  if tokens == nil then
+    tokens = capacity
+    at = now
+  end
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  local allowed = 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  end
+  redis.call('HSET', key, 'tokens', tokens, 'at', now)
+  redis.call('PEXPIRE', key, math.ceil(capacity / rate * 1000) + 1000)
+  return {allowed, tostring(tokens)}
 end
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-local allowed = 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
-return {allowed, tostring(tokens)}
 """
+
+_BUCKET_SCRIPT = (
+    _TAKE_FUNCTION
+    + """
+return take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+"""
+)
+
+# Look at KEYS[1]'s bucket; only if it would allow a request, take a token from KEYS[2]'s (when
+# ARGV[4] names its capacity); and read KEYS[3]'s value. One round trip for what a request checks.
+_GATE_SCRIPT = (
+    _TAKE_FUNCTION
+    + """
+local now = tonumber(ARGV[1])
+local looked = take(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now, 0)
+local taken = {0, '0'}
+if ARGV[4] ~= '' and tonumber(looked[2]) >= 1 then
+  taken = take(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), now, 1)
+end
+return {looked[2], taken[1], taken[2], redis.call('GET', KEYS[3])}
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -62,33 +84,38 @@ class Decision:
     retry_after: int  # until one request is allowed again (0 when allowed)
 
 
+@dataclass(frozen=True)
+class Gate:
+    """What :func:`gate` found: the looked-at bucket, the taken one (None when not taken), the value read."""
+
+    looked: Decision
+    taken: Decision | None
+    value: bytes | None
+
+
 _lock = threading.Lock()
 _client: redis.Redis | None = None
-_script = None
+_scripts: dict[str, Any] = {}
 
 
-def _bucket_script():  # type: ignore[no-untyped-def]
-    global _client, _script
-    if _script is None:
+def _script(source: str):  # type: ignore[no-untyped-def]
+    global _client
+    script = _scripts.get(source)
+    if script is None:
         with _lock:
-            if _script is None:
+            if _client is None:
                 _client = redis.Redis.from_url(settings.REDIS_URL)
-                _script = _client.register_script(_BUCKET_SCRIPT)
-    return _script
+            script = _scripts.setdefault(source, _client.register_script(source))
+    return script
 
 
-def hit(policy: RateLimit, subject: str, *, now: float, cost: int = 1) -> Decision:
-    """Take ``cost`` tokens from ``subject``'s bucket under ``policy``; ``now`` is seconds since the epoch.
+def _bucket_key(policy: RateLimit, subject: str) -> str:
+    return f"bluespark:{settings.ENVIRONMENT}:ratelimit:{policy.name}:{subject}"
 
-    ``cost=0`` only looks: ``allowed`` then says whether one more request would be.
-    """
-    key = f"bluespark:{settings.ENVIRONMENT}:ratelimit:{policy.name}:{subject}"
-    allowed, tokens_left = _bucket_script()(keys=[key], args=[policy.capacity, policy.rate, now, cost])
-    tokens = float(tokens_left)
-    if cost == 0:
-        allowed = tokens >= 1
+
+def _decision(policy: RateLimit, allowed: bool, tokens: float) -> Decision:
     return Decision(
-        allowed=bool(allowed),
+        allowed=allowed,
         limit=policy.capacity,
         remaining=max(0, math.floor(tokens)),
         reset_seconds=math.ceil((policy.capacity - tokens) / policy.rate),
@@ -96,8 +123,43 @@ def hit(policy: RateLimit, subject: str, *, now: float, cost: int = 1) -> Decisi
     )
 
 
+def hit(policy: RateLimit, subject: str, *, now: float, cost: int = 1) -> Decision:
+    """Take ``cost`` tokens from ``subject``'s bucket under ``policy``; ``now`` is seconds since the epoch.
+
+    ``cost=0`` only looks: ``allowed`` then says whether one more request would be.
+    """
+    args = [policy.capacity, policy.rate, now, cost]
+    allowed, tokens_left = _script(_BUCKET_SCRIPT)(keys=[_bucket_key(policy, subject)], args=args)
+    tokens = float(tokens_left)
+    return _decision(policy, tokens >= 1 if cost == 0 else bool(allowed), tokens)
+
+
+def gate(look: tuple[RateLimit, str], take: tuple[RateLimit, str] | None, *, now: float, read: str) -> Gate:
+    """In one round trip: look at ``look``'s bucket (as ``hit(cost=0)``); only if it allows a request,
+    take one token from ``take``'s; and read the plain Redis key ``read`` (None when unset).
+
+    For a request that must pass a guard (the client's address) before it may
+    spend from its own bucket, and wants one more fact from Redis on the way.
+    """
+    look_policy, look_subject = look
+    keys = [_bucket_key(look_policy, look_subject), "", read]
+    args: list[Any] = [now, look_policy.capacity, look_policy.rate, "", ""]
+    if take is not None:
+        keys[1] = _bucket_key(*take)
+        args[3:] = [take[0].capacity, take[0].rate]
+    else:
+        keys[1] = keys[0]
+    looked_tokens, taken_allowed, taken_tokens, value = _script(_GATE_SCRIPT)(keys=keys, args=args)
+    looked = _decision(look_policy, float(looked_tokens) >= 1, float(looked_tokens))
+    taken = None
+    if take is not None and looked.allowed:
+        taken = _decision(take[0], bool(taken_allowed), float(taken_tokens))
+    return Gate(looked=looked, taken=taken, value=value)
+
+
 def reset_rate_limit_client() -> None:
     """Forget the Redis client (tests that change REDIS_URL)."""
-    global _client, _script
+    global _client
     with _lock:
-        _client, _script = None, None
+        _client = None
+        _scripts.clear()

@@ -35,11 +35,14 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(autouse=True)
 def _forget_unwrapped_keys():
     """Keys created inside a rolled-back test transaction must not outlive it in the cache."""
+    from accounts.key_cache import forget_all
     from security.keys import clear_key_cache
 
     clear_key_cache()
+    forget_all()
     yield
     clear_key_cache()
+    forget_all()
 
 
 @pytest.fixture(autouse=True)

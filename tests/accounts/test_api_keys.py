@@ -6,13 +6,16 @@ import io
 import logging
 from datetime import timedelta
 
+import redis
 import time_machine
+from django.conf import settings
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts import services
+from accounts import key_cache, services
 from accounts.models import ApiKey, ApiScope
 from accounts.tenancy import account_scope
 from tests.cast import CastTestCase
@@ -160,3 +163,107 @@ class SecretsStayOutOfLogsTests(ApiKeyTestCase):
         secret = canary.split("_", 2)[2]
         assert stream.getvalue(), "nothing was logged: the scan would prove nothing"
         assert secret not in stream.getvalue()
+
+
+def script_calls() -> int:
+    """Lua scripts Redis has run so far (the rate limits are scripts), from its own counters."""
+    stats = redis.Redis.from_url(settings.REDIS_URL).info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+
+
+class KeptKeyTests(ApiKeyTestCase):
+    """A process keeps a verified key for API_KEY_CACHE_SECONDS; revocation still reaches it at once."""
+
+    def revoke(self, token: str) -> None:
+        with account_scope(self.acme):
+            services.revoke_api_key(self.acme, ApiKey.objects.get(prefix=token.split("_")[1]))
+
+    def test_a_kept_key_costs_no_query_and_one_redis_round_trip(self):
+        token = self.issue()
+        assert self.call(token).status_code == 200
+        scripts = script_calls()
+        with CaptureQueriesContext(connection) as queries:
+            response = self.call(token)
+        assert response.status_code == 200 and response["RateLimit-Remaining"] == "598"
+        assert not [query for query in queries if "accounts_apikey" in query["sql"]]
+        assert script_calls() - scripts == 1
+
+    @override_settings(API_KEY_CACHE_SECONDS=0)
+    def test_with_no_lifetime_every_request_looks_the_key_up(self):
+        token = self.issue()
+        for _ in range(2):
+            with CaptureQueriesContext(connection) as queries:
+                assert self.call(token).status_code == 200
+            assert [query for query in queries if 'FROM "accounts_apikey"' in query["sql"]]
+
+    def test_revoking_a_kept_key_refuses_it_at_once(self):
+        token = self.issue()
+        assert self.call(token).status_code == 200
+        self.revoke(token)
+        assert self.call(token).status_code == 401
+
+    def test_a_revocation_elsewhere_reaches_this_process_through_the_epoch(self):
+        token, other = self.issue(), self.issue()
+        assert self.call(token).status_code == 200 and self.call(other).status_code == 200
+        # Another process revokes: the row changes and the epoch moves, nothing in this process is told.
+        ApiKey.objects_unscoped_dangerous.filter(prefix=token.split("_")[1]).update(revoked_at=timezone.now())
+        assert self.call(token).status_code == 200  # kept: without the epoch, it would live on
+        redis.Redis.from_url(settings.REDIS_URL).set(key_cache.epoch_key(), "moved by another process")
+        assert self.call(token).status_code == 401
+        assert self.call(other).status_code == 200
+
+    def test_a_kept_key_is_looked_up_again_once_its_lifetime_ends(self):
+        token = self.issue()
+        start = timezone.now()
+        with time_machine.travel(start, tick=False):
+            assert self.call(token).status_code == 200
+            ApiKey.objects_unscoped_dangerous.filter(prefix=token.split("_")[1]).update(revoked_at=start)
+        with time_machine.travel(start + timedelta(seconds=settings.API_KEY_CACHE_SECONDS - 1), tick=False):
+            assert self.call(token).status_code == 200
+        with time_machine.travel(start + timedelta(seconds=settings.API_KEY_CACHE_SECONDS), tick=False):
+            assert self.call(token).status_code == 401
+
+    def test_a_clock_set_back_ends_a_kept_keys_lifetime(self):
+        token = self.issue()
+        start = timezone.now()
+        with time_machine.travel(start, tick=False):
+            assert self.call(token).status_code == 200
+            ApiKey.objects_unscoped_dangerous.filter(prefix=token.split("_")[1]).update(revoked_at=start)
+        with time_machine.travel(start - timedelta(minutes=5), tick=False):
+            assert self.call(token).status_code == 401
+
+    def test_a_kept_key_past_its_expiry_is_refused(self):
+        token = self.issue(expires_at=timezone.now() + timedelta(seconds=30))
+        assert self.call(token).status_code == 200
+        with time_machine.travel(timezone.now() + timedelta(seconds=31)):
+            assert self.call(token).status_code == 401
+
+    def test_closing_the_account_refuses_its_kept_keys(self):
+        token = self.issue()
+        assert self.call(token).status_code == 200
+        with account_scope(self.acme), self.captureOnCommitCallbacks(execute=False):
+            services.close_account(self.acme, actor=self.alice)
+        assert self.call(token).status_code == 401
+
+    @override_settings(API_KEY_FAILURES_PER_HOUR=2)
+    def test_a_wrong_secret_beside_a_kept_key_is_refused_and_counted(self):
+        good = self.issue()
+        assert self.call(good, REMOTE_ADDR="203.0.113.7").status_code == 200
+        wrong = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+        assert [self.call(wrong, REMOTE_ADDR="203.0.113.7").status_code for _ in range(2)] == [401, 401]
+        assert self.call(good, REMOTE_ADDR="203.0.113.7").status_code == 429
+        assert self.call(good, REMOTE_ADDR="198.51.100.4").status_code == 200
+
+    @override_settings(API_REQUESTS_PER_MINUTE=2)
+    def test_a_request_refused_for_its_scope_still_counts_against_the_key(self):
+        token = self.issue(scopes=[ApiScope.CONTACTS_READ])
+        assert self.call(token).status_code == 403  # campaigns: not this key's scope
+        assert self.call(token, "/api/v1/contacts/").status_code == 200
+        refused = self.call(token, "/api/v1/contacts/")
+        assert refused.status_code == 429 and refused["RateLimit-Remaining"] == "0"
+
+    def test_a_token_that_is_not_ascii_is_refused_not_an_error(self):
+        token = self.issue()
+        prefix = token.split("_")[1]
+        response = self.call(None, HTTP_AUTHORIZATION=f"Bearer bsk_{prefix}_\u00e9t\u00e9".encode().decode("latin-1"))
+        assert response.status_code == 401
