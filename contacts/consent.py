@@ -200,10 +200,12 @@ def subscribe_contact(
     """Subscribe a contact to a list with the evidence of consent; idempotent for one already subscribed.
 
     Single opt-in subscribes at once; double opt-in leaves the subscription
-    ``pending`` and mails a confirmation link. A suppressed address, or one that
-    left this list, must confirm by email even on a single opt-in list, and only
-    through a subscribe form (``source="form"``): for every other source, and for
-    an address bounced or suppressed by hand, ConsentError.
+    ``pending`` and mails a confirmation link. A suppressed address, one that
+    left this list, or a contact that is not ``subscribed`` (it left its last
+    list, a member set it ``unsubscribed``, or its first confirmation is still
+    pending) must confirm by email even on a single opt-in list, and only
+    through a subscribe form (``source="form"``): for every other source, and
+    for an address bounced or suppressed by hand, ConsentError.
     """
     source = Contact.Source(source)
     if contact.status == Contact.Status.ERASED:
@@ -218,8 +220,13 @@ def subscribe_contact(
             raise ConsentError(
                 f"This address is on the suppression list ({Suppression.Reason(suppression.reason).label.lower()})."
             )
-        needs_the_person = suppression is not None or left
+        withdrawn = contact.status != Contact.Status.SUBSCRIBED
+        needs_the_person = suppression is not None or left or withdrawn
         if needs_the_person and source != Contact.Source.FORM:
+            if suppression is None and not left:
+                raise ConsentError(
+                    f"This contact is {contact.status}: only the person can subscribe again, through a subscribe form."
+                )
             raise ConsentError(
                 "This person unsubscribed or was erased: only they can subscribe again, through a subscribe form."
             )

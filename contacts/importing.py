@@ -1495,14 +1495,15 @@ class _PostgresWriter(_Writer):
                 also_created, updated = cursor.fetchone()
                 created += also_created
             if self.mailing_list is not None:
-                # Never re-subscribes: a person's existing subscription (even an unsubscribe) stays as it is.
+                # Never re-subscribes: a person's existing subscription (even an unsubscribe) stays as it is,
+                # and a contact that is not subscribed (it left, or was set so) is not put on the list.
                 cursor.execute(
                     "INSERT INTO contacts_subscription (account_id, public_id, contact_id, mailing_list_id, status, "  # noqa: S608
                     "consent_source, consent_at, consent_ip, consent_text, confirmed_at, unsubscribed_at, "
                     "created_at, updated_at) "
                     "SELECT %s, s.subscription_id, c.id, %s, %s, %s, %s, NULL, s.consent_text, NULL, NULL, %s, %s "
                     f"FROM {_STAGING} s JOIN contacts_contact c ON c.account_id = %s AND c.public_id = s.public_id "
-                    "ON CONFLICT (contact_id, mailing_list_id) DO NOTHING",
+                    "WHERE c.status = %s ON CONFLICT (contact_id, mailing_list_id) DO NOTHING",
                     [
                         account_id,
                         self.mailing_list.pk,
@@ -1512,6 +1513,7 @@ class _PostgresWriter(_Writer):
                         now,
                         now,
                         account_id,
+                        Contact.Status.SUBSCRIBED,
                     ],
                 )
             self.write_tags(cursor, chunk.ids, chunk.tags, now)
@@ -1662,6 +1664,7 @@ class _PortableWriter(_Writer):
                         consent_text=self.consent_text,
                     )
                     for contact, _position in touched
+                    if contact.status == Contact.Status.SUBSCRIBED
                 ],
                 batch_size=500,
                 ignore_conflicts=True,

@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from accounts.tenancy import account_scope
 from audit.models import AuditEvent
-from contacts import consent
+from contacts import consent, services
 from contacts.models import Contact, MailingList, Subscription, Suppression
 from contacts.selectors import contact_email_index
 from tests.cast import CastTestCase
@@ -175,6 +175,26 @@ class RefusedSubscriptionTests(ConsentTestCase):
         with pytest.raises(consent.ConsentError):
             consent.subscribe_contact(self.acme, self.ann, self.single, source="import")
         assert Subscription.objects.get(contact=self.ann).status == Subscription.Status.UNSUBSCRIBED
+
+    def test_a_contact_that_is_not_subscribed_is_not_put_on_another_list_by_a_member_or_the_api(self):
+        consent.subscribe_contact(self.acme, self.ann, self.single, source="api")
+        services.update_contact(self.acme, self.ann, status="unsubscribed")  # a member's choice, not suppressed
+        for source in ("api", "import", "manual"):
+            with pytest.raises(consent.ConsentError, match="This contact is unsubscribed: only the person"):
+                consent.subscribe_contact(self.acme, self.ann, self.double, source=source)
+        self.ann.refresh_from_db()
+        assert self.ann.status == Contact.Status.UNSUBSCRIBED
+        assert not Subscription.objects.filter(contact=self.ann, mailing_list=self.double).exists()
+
+    def test_such_a_contact_subscribes_again_through_a_form_once_they_confirm(self):
+        services.update_contact(self.acme, self.ann, status="unsubscribed")
+        subscription, token = self.subscribe_double(mailing_list=self.single)
+        assert subscription.status == Subscription.Status.PENDING  # even on a single opt-in list
+        self.ann.refresh_from_db()
+        assert self.ann.status == Contact.Status.UNSUBSCRIBED
+        consent.confirm_subscription(token)
+        self.ann.refresh_from_db()
+        assert self.ann.status == Contact.Status.SUBSCRIBED
 
     def test_a_bounced_address_is_not_subscribed_even_through_a_form(self):
         consent.suppress(self.acme, "ann@example.test", reason="bounced")

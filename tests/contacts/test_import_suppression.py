@@ -152,3 +152,17 @@ class ImportSuppressionTests(mass.ImportFilesTestCase):
                 ]
             assert not Suppression.objects.exists()
         assert mass.account_snapshot(self.acme) == acme_before
+
+    def test_a_contact_a_member_set_unsubscribed_is_updated_but_not_put_on_the_list(self):
+        with account_scope(self.acme):
+            rae = create_contact(self.acme, email="rae@example.com", first_name="Rae", status="unsubscribed")
+        assert not Suppression.objects_unscoped_dangerous.filter(
+            account=self.acme, email_index=rae.email_index
+        ).exists()
+
+        result = self.import_into(self.acme, csv_of(["rae@example.com"]), self.newsletter)
+
+        assert (result.status, result.created, result.updated, result.suppressed) == ("done", 1, 1, 0)
+        stored = mass.snapshot(self.acme, rae)
+        assert (stored["first_name"], stored["status"], stored["subscriptions"]) == ("Imported", "unsubscribed", [])
+        assert self.newsletter_members() == ["newcomer@example.com"]

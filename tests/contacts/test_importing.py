@@ -399,7 +399,11 @@ class EngineTests(ImportTestCase):
     def test_the_portable_path_gives_the_same_result(self) -> None:
         """The SQLite fallback (model instances in batches), run here on PostgreSQL."""
         create_contact(self.acme, email="ada@example.com", first_name="Ada", last_name="Byron")
-        content = "email,first,tags\nada@example.com,Augusta,vip\nnew@example.com,New,vip\nnew@example.com,Dup,\n"
+        create_contact(self.acme, email="una@example.com", first_name="Una", status="unsubscribed")
+        content = (
+            "email,first,tags\nada@example.com,Augusta,vip\nnew@example.com,New,vip\nnew@example.com,Dup,\n"
+            "una@example.com,Una B,\n"
+        )
         contact_import = self.upload(content)
         configure(
             contact_import,
@@ -417,11 +421,18 @@ class EngineTests(ImportTestCase):
         chunk = importing._parse_chunk(records, plan, 100, self.acme.public_id, set())
         writer.write(chunk, rows_done_before=0)
         contact_import.refresh_from_db()
-        self.assertEqual((contact_import.created, contact_import.updated, contact_import.duplicates), (1, 1, 1))
+        self.assertEqual((contact_import.created, contact_import.updated, contact_import.duplicates), (1, 2, 1))
         people = self.contacts_by_email()
         self.assertEqual(people["ada@example.com"].first_name, "Augusta")
         self.assertEqual(people["ada@example.com"].last_name, "Byron")
-        self.assertEqual(Subscription.objects.filter(mailing_list=self.acme_list).count(), 2)
+        # Una is updated but stays unsubscribed, and off the list: an import does not give consent back.
+        self.assertEqual(
+            (people["una@example.com"].first_name, people["una@example.com"].status), ("Una B", "unsubscribed")
+        )
+        members = Subscription.objects.filter(mailing_list=self.acme_list).values_list("contact__public_id", flat=True)
+        self.assertEqual(
+            sorted(members), sorted([people["ada@example.com"].public_id, people["new@example.com"].public_id])
+        )
         self.assertEqual(ContactTag.objects.count(), 2)
 
 
