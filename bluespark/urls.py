@@ -59,5 +59,10 @@ urlpatterns = [
     # The middleware resolves <account_id> after a membership check and scopes the request.
     path("a/<str:account_id>/", include(dashboard_patterns)),
     path("api/v1/", include(api_v1_patterns)),
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        # Our template: drf-spectacular's, with its inline style in a file (the CSP allows no inline style).
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="bluespark/api_docs.html"),
+        name="api-docs",
+    ),
 ]

@@ -111,6 +111,9 @@ class SwaggerDocsTests(CastTestCase):
                 body = b"".join(asset.streaming_content) if asset.streaming else asset.content
                 self.assertGreater(len(body), 0)
         self.assertEqual(re.findall(r"https?://[^\s\"'<>]+", html), [])
+        # The CSP allows no inline style: the page's own style comes from a file.
+        self.assertNotIn("<style", html)
+        self.assertTrue(any(url.endswith("api-docs.css") for url in page.urls), page.urls)
 
     def test_the_docs_script_points_at_our_own_schema(self) -> None:
         script = self.client.get("/api/docs/?script=").content.decode()
