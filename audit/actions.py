@@ -45,6 +45,7 @@ ACTIONS: dict[str, str] = {
     "api_key.created": "Created an API key",
     "api_key.revoked": "Revoked an API key",
     "api_key.rejected": "An invalid API key was presented",
+    "security.decryption_failed": "A stored value failed to decrypt",
     # The audit trail itself.
     "audit.exported": "Exported the audit trail",
     # Contacts and campaigns (recorded by those features).

@@ -34,8 +34,12 @@ def _target(target: Any) -> tuple[str, str]:
     if isinstance(target, tuple):
         kind, identifier = target
         return str(kind), str(identifier)
-    # ApiKey -> api_key, TOTPDevice -> totp_device: the names the API documents.
-    return _CAMEL_BOUNDARY.sub("_", type(target).__name__).lower(), target.public_id
+    return target_type(type(target)), target.public_id
+
+
+def target_type(model: type) -> str:
+    """The name events give a target of this class: ApiKey -> api_key, TOTPDevice -> totp_device (as the API says)."""
+    return _CAMEL_BOUNDARY.sub("_", model.__name__).lower()
 
 
 def _check_data(value: Any, path: str = "data") -> None:
