@@ -305,6 +305,13 @@ def child_main(side: str, csv_path: Path, chunk: int, profile: bool) -> None:
 
 
 def run_child(side: str, csv_path: Path, chunk: int, profile: bool) -> dict[str, Any]:
+    from django.db import connection
+
+    # Each side starts with no dirty pages of the side before it to write out (a checkpoint that
+    # would otherwise land on whichever side comes next).
+    with connection.cursor() as cursor:
+        cursor.execute("CHECKPOINT")
+    connection.close()
     command = [sys.executable, __file__, "--child", side, "--csv", str(csv_path), "--chunk", str(chunk)]
     if profile:
         command.append("--profile")

@@ -32,10 +32,11 @@ a million addresses.
 
 On PostgreSQL a chunk is sealed as new contacts (fresh public ids) on the
 worker thread, copied (``COPY``) into a temporary staging table and written
-with a plain insert of the rows the existing-contact lookup did not find,
-an upsert of the ones it found (sealed again for their own public id), and
-one statement per kind of related row (subscriptions, tags, sensitive
-values), in one transaction that also saves the progress.
+with an insert of every row that leaves alone the addresses the account
+already has; only those are then looked up, sealed again for their own
+public id and updated (or skipped). One statement per kind of related row
+(subscriptions, tags, sensitive values) follows, in one transaction that
+also saves the progress.
 Elsewhere (the embedded run's SQLite) the same chunk is written through
 model instances: correct and slower.
 """
@@ -1322,8 +1323,17 @@ class _Writer(ABC):
         if connection.vendor != "postgresql":
             found = Suppression.objects.filter(account=self.account, email_index__in=digests)
             return {bytes(digest) for digest in found.values_list("email_index", flat=True)}
-        # One array parameter, not one placeholder per address.
         with connection.cursor() as cursor:
+            # An account with fewer suppressions than the chunk has rows (a first import has none): read
+            # them all, one scan of the account's index entries instead of one probe per row.
+            cursor.execute(
+                "SELECT email_index FROM contacts_suppression WHERE account_id = %s LIMIT %s",
+                [self.account.pk, len(digests) + 1],
+            )
+            held = {bytes(row[0]) for row in cursor}
+            if len(held) <= len(digests):
+                return held.intersection(digests)
+            # One array parameter, not one placeholder per address.
             cursor.execute(
                 "SELECT email_index FROM contacts_suppression WHERE account_id = %s AND email_index = ANY(%s)",
                 [self.account.pk, digests],
@@ -1353,8 +1363,6 @@ _STAGING_COLUMNS = (
     "consent_text",
     "is_new",
 )
-# The cells of a COPY line that a row found existing at write time gets anew.
-_CELL_ID, _CELL_EMAIL, _CELL_FIRST, _CELL_LAST, _CELL_NEW = 0, 1, 4, 5, 9
 _CONTACT = "contacts.contact"
 
 
@@ -1424,33 +1432,23 @@ class _PostgresWriter(_Writer):
         chunk.emails, chunk.attributes = [], []
 
     def write_rows(self, chunk: _Chunk) -> tuple[int, int, int]:
+        """Insert the chunk as new contacts, then update (or skip) the rows whose address was there already.
+
+        Inserting first and dealing with the conflicts afterwards spares the
+        common case, an address new to the account, a lookup of every row: the
+        insert probes the unique index anyway. The rows it refuses are looked
+        up (only they), sealed again for their own public ids, and updated.
+        """
         account_id = self.account.pk
+        count = len(chunk.digests)
+        now = timezone.now()
         with connection.cursor() as cursor:
             # The import commits often and can always be resumed from its saved progress:
             # waiting for each commit's WAL flush buys nothing (documented in docs/contacts.md).
             cursor.execute("SET LOCAL synchronous_commit = off")
             # A table that grew fast (a first import) has stale statistics, and the planner then
-            # scans it whole for every chunk; this lookup is an index probe by design.
+            # scans it whole for every chunk; the lookup of existing rows is an index probe by design.
             cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute(
-                "SELECT email_index, public_id, email, first_name, last_name FROM contacts_contact "
-                "WHERE account_id = %s AND email_index = ANY(%s)",
-                [account_id, chunk.digests],
-            )
-            existing = {bytes(row[0]): (row[1], bytes(row[2]), bytes(row[3]), bytes(row[4])) for row in cursor}
-        skipped = 0
-        if existing and not self.update_existing:
-            keep = [position for position, digest in enumerate(chunk.digests) if digest not in existing]
-            skipped = len(chunk.digests) - len(keep)
-            chunk.keep(keep)
-            existing = {}
-            if not chunk.digests:
-                return 0, 0, skipped
-        count = len(chunk.digests)
-        if existing:
-            self.update_rows(chunk, existing)
-        now = timezone.now()
-        with connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (public_id text, email bytea, email_index bytea, "
                 "email_domain_index bytea, first_name bytea, last_name bytea, attributes jsonb, "
@@ -1471,29 +1469,39 @@ class _PostgresWriter(_Writer):
                 f"%s, %s, s.attributes, %s, %s FROM {_STAGING} s "
             )
             parameters = [account_id, Contact.Status.SUBSCRIBED, Contact.Source.IMPORT, now, now]
-            # Rows not found at the lookup: a plain insert. One that appeared since (another import,
-            # a form) is left alone: it has another public id, which this row's values are sealed
-            # for. It counts as skipped.
             cursor.execute(
-                columns + "WHERE s.is_new ON CONFLICT (account_id, email_index) DO NOTHING",  # noqa: S608
+                columns + "ON CONFLICT (account_id, email_index) DO NOTHING RETURNING email_index",  # noqa: S608
                 parameters,
             )
-            created, updated = cursor.rowcount, 0
-            if existing:
-                # Rows found at the lookup, sealed for their own public id: updated only while
-                # the address still belongs to that row.
+            inserted = {bytes(row[0]) for row in cursor}
+            created, updated = len(inserted), 0
+            refused = [digest for digest in chunk.digests if digest not in inserted] if created < count else []
+            if refused and self.update_existing:
                 cursor.execute(
-                    "WITH written AS ("  # noqa: S608 - fixed names, values as parameters
-                    + columns
-                    + "WHERE NOT s.is_new ON CONFLICT (account_id, email_index) DO UPDATE SET "
-                    "email = EXCLUDED.email, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, "
-                    "attributes = c.attributes || EXCLUDED.attributes, updated_at = EXCLUDED.updated_at "
-                    "WHERE c.public_id = EXCLUDED.public_id RETURNING (xmax = 0) AS inserted) "
-                    "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written",
-                    parameters,
+                    "SELECT email_index, public_id, email, first_name, last_name FROM contacts_contact "
+                    "WHERE account_id = %s AND email_index = ANY(%s)",
+                    [account_id, refused],
                 )
-                also_created, updated = cursor.fetchone()
-                created += also_created
+                existing = {bytes(row[0]): (row[1], bytes(row[2]), bytes(row[3]), bytes(row[4])) for row in cursor}
+                if existing:
+                    self.update_rows(cursor, chunk, existing)
+                    # Sealed for their own public ids now: updated only while the address still
+                    # belongs to that row (one deleted since is created again).
+                    cursor.execute(
+                        "WITH written AS ("  # noqa: S608 - fixed names, values as parameters
+                        + columns
+                        + "WHERE NOT s.is_new ON CONFLICT (account_id, email_index) DO UPDATE SET "
+                        "email = EXCLUDED.email, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, "
+                        "attributes = c.attributes || EXCLUDED.attributes, updated_at = EXCLUDED.updated_at "
+                        "WHERE c.public_id = EXCLUDED.public_id RETURNING (xmax = 0) AS inserted) "
+                        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written",
+                        parameters,
+                    )
+                    also_created, updated = cursor.fetchone()
+                    created += also_created
+            # A refused row left as it came (skip existing, or its row went in between) keeps the fresh
+            # public id it was sealed for, which no contact has: the joins below pass it by, so it gets
+            # no subscription, tag or sensitive value. It counts as skipped.
             if self.mailing_list is not None:
                 # Never re-subscribes: a person's existing subscription (even an unsubscribe) stays as it is,
                 # and a contact that is not subscribed (it left, or was set so) is not put on the list.
@@ -1518,17 +1526,18 @@ class _PostgresWriter(_Writer):
                 )
             self.write_tags(cursor, chunk.ids, chunk.tags, now)
             self.write_sensitive(cursor, chunk.ids, chunk.sensitive)
-        return created, updated, skipped + count - created - updated
+        return created, updated, count - created - updated
 
-    def update_rows(self, chunk: _Chunk, existing: dict[bytes, tuple[str, bytes, bytes, bytes]]) -> None:
-        """Turn the rows found existing into updates of those rows: their public id, sealed anew for it.
+    def update_rows(self, cursor: Any, chunk: _Chunk, existing: dict[bytes, tuple[str, bytes, bytes, bytes]]) -> None:
+        """Turn the staged rows found existing into updates of those rows: their public id, sealed anew for it.
 
         The stored email is kept as it is (same address, same blind index); a
         name the file leaves empty keeps the stored ciphertext.
         """
         chunk_keys = chunk.chunk_keys
         assert chunk_keys is not None
-        ids, rows = chunk.ids, chunk.copy_rows
+        ids = chunk.ids
+        changed: list[tuple[bytes, str, bytes, bytes, bytes]] = []
         for position, digest in enumerate(chunk.digests):
             found = existing.get(digest)
             if found is None:
@@ -1539,14 +1548,15 @@ class _PostgresWriter(_Writer):
                 first_blob = chunk_keys.seal(_CONTACT, "first_name", [row_id], [first])[0]
             if last:
                 last_blob = chunk_keys.seal(_CONTACT, "last_name", [row_id], [last])[0]
-            cells = rows[position].split("\t")
-            cells[_CELL_ID] = row_id
-            cells[_CELL_EMAIL] = "\\\\x" + email_blob.hex()
-            cells[_CELL_FIRST] = "\\\\x" + first_blob.hex()
-            cells[_CELL_LAST] = "\\\\x" + last_blob.hex()
-            cells[_CELL_NEW] = "f"
-            rows[position] = "\t".join(cells)
+            changed.append((digest, row_id, email_blob, first_blob, last_blob))
             ids[position] = row_id
+        cursor.execute(
+            f"UPDATE {_STAGING} s SET public_id = u.public_id, email = u.email, first_name = u.first_name, "  # noqa: S608
+            "last_name = u.last_name, is_new = false "
+            "FROM unnest(%s::bytea[], %s::text[], %s::bytea[], %s::bytea[], %s::bytea[]) "
+            "AS u(email_index, public_id, email, first_name, last_name) WHERE s.email_index = u.email_index",
+            [list(column) for column in zip(*changed, strict=True)],
+        )
 
     def write_tags(self, cursor: Any, ids: list[str], tags: list[list[str] | None], now: datetime.datetime) -> None:
         pairs = [(row_id, name) for row_id, names in zip(ids, tags, strict=True) if names for name in names]

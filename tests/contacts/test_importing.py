@@ -280,6 +280,20 @@ class EngineTests(ImportTestCase):
         self.assertEqual(ada.email, "ada@example.com")
         self.assertEqual(Contact.objects.count(), 2)
 
+    def test_a_skipped_existing_contact_gets_no_list_tag_or_value_from_the_file(self) -> None:
+        kept = create_contact(self.acme, email="ada@example.com", first_name="Ada")
+        content = "email,first,tags\nada@example.com,Augusta,vip\nnew@example.com,New,vip\n"
+        mapping = {"0": "email", "1": "first_name", "2": "tags"}
+        result = self.import_csv(content, mapping, update_existing=False, mailing_list=self.acme_list)
+
+        self.assertEqual((result.created, result.updated, result.skipped), (1, 0, 1))
+        people = self.contacts_by_email()
+        self.assertEqual(people["ada@example.com"].first_name, "Ada")
+        members = Subscription.objects.filter(mailing_list=self.acme_list).values_list("contact_id", flat=True)
+        self.assertEqual(list(members), [people["new@example.com"].pk])
+        self.assertFalse(ContactTag.objects.filter(contact=kept).exists())
+        self.assertTrue(ContactTag.objects.filter(contact=people["new@example.com"]).exists())
+
     def test_a_finished_import_makes_the_segments_cached_counts_stale(self) -> None:
         segment = Segment.objects.create(
             account=self.acme, name="All", definition={}, cached_count=0, counted_at=timezone.now()
