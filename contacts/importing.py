@@ -52,6 +52,7 @@ import os
 import re
 import secrets
 import struct
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -95,6 +96,11 @@ FRAME_BYTES = 1024 * 1024
 MAX_LINE_CHARS = 64 * 1024
 MAX_COLUMNS = 200
 CHUNK_ROWS = 25_000
+# While an import runs, the GIL changes hands at most this often (Python's default: 5 ms). The writing
+# thread comes back from PostgreSQL a dozen times a chunk and must win the GIL back from the reading
+# thread, which holds it while it seals; at 5 ms a time that wait showed in the import's rate
+# (bench/README.md, "bench_import.py"). The worker process runs one task at a time; it is put back after.
+GIL_SWITCH_SECONDS = 0.0005
 PREVIEW_ROWS = 10
 SNIFF_CHARS = 64 * 1024
 MAX_NAME_CHARS = 200
@@ -1240,6 +1246,8 @@ def _import_rows(
 
             ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-import")
             pending: Future[Any] | None = None
+            switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(GIL_SWITCH_SECONDS)
             try:
                 if plan.has_header:
                     ahead.submit(next, records, None).result()
@@ -1268,6 +1276,7 @@ def _import_rows(
                 if pending is not None:
                     pending.cancel()
                 ahead.shutdown(wait=True)
+                sys.setswitchinterval(switch_interval)
     finally:
         report.close()
 

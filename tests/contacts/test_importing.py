@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -279,6 +280,13 @@ class EngineTests(ImportTestCase):
         self.assertEqual((ada.public_id, ada.first_name, ada.last_name), (kept.public_id, "Augusta", "Byron"))
         self.assertEqual(ada.email, "ada@example.com")
         self.assertEqual(Contact.objects.count(), 2)
+
+    def test_the_worker_process_gets_its_gil_switch_interval_back(self) -> None:
+        before = sys.getswitchinterval()
+        assert before != importing.GIL_SWITCH_SECONDS
+        result = self.import_csv("email\na@example.com\nb@example.com\n", {"0": "email"}, chunk_rows=1)
+        self.assertEqual((result.status, result.created), (ContactImport.Status.DONE, 2))
+        self.assertEqual(sys.getswitchinterval(), before)
 
     def test_a_skipped_existing_contact_gets_no_list_tag_or_value_from_the_file(self) -> None:
         kept = create_contact(self.acme, email="ada@example.com", first_name="Ada")
