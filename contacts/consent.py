@@ -15,6 +15,7 @@ person follows a confirmation link sent to it, whatever the list's opt-in
 from __future__ import annotations
 
 import logging
+import smtplib
 import time
 from collections.abc import Iterable
 
@@ -309,7 +310,12 @@ def _send_confirmation(address: str, bucket: str, context: dict) -> None:
         return
     subject = _one_line(f"Confirm your subscription to {context['list_name']}")
     body = render_to_string("contacts/email/subscription_confirm.txt", context)
-    EmailMessage(subject, body, None, [address], headers={"Auto-Submitted": "auto-generated"}).send()
+    try:
+        EmailMessage(subject, body, None, [address], headers={"Auto-Submitted": "auto-generated"}).send()
+    except (smtplib.SMTPException, OSError) as error:
+        # The request is saved (pending): a mail server that is down or refuses must not turn it into an error
+        # page. Submitting again sends a new link. Logged by the error's kind only: its text can name the address.
+        logger.error("subscription_confirmation_not_sent", extra={"error": type(error).__name__})
 
 
 def _open_account(account_id: str) -> Account:

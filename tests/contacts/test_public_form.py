@@ -108,6 +108,23 @@ class SubscribeTests(PublicFormTestCase):
         again = self.client.post(link["path"])
         assert again.status_code == 400 and "used already" in again.content.decode()
 
+    @override_settings(
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=9,
+        EMAIL_TIMEOUT=5,
+    )
+    def test_a_mail_server_that_is_down_does_not_fail_the_form(self):
+        # Port 9 (discard) has no listener here: the SMTP connection is refused, for real.
+        with self.assertLogs("bluespark.security", level="ERROR") as logs:
+            response = self.submit(self.double, "ann@example.test")
+
+        assert response.status_code == 200 and "Thank you" in response.content.decode()  # the answer everyone gets
+        assert self.subscriptions("ann@example.test") == [("Deals", "pending")]
+        [logged] = logs.records
+        assert (logged.getMessage(), logged.error) == ("subscription_confirmation_not_sent", "ConnectionRefusedError")
+        assert "ann@example.test" not in repr(logged.__dict__)
+
     def test_a_bad_confirmation_link_says_so(self):
         response = self.client.post(reverse("subscribe:confirm", kwargs={"token": "acc_x.sub_y.1:forged:sig"}))
         assert response.status_code == 400 and "not valid" in response.content.decode()
