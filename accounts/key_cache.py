@@ -116,10 +116,3 @@ def key_set_changed() -> None:
     """Void every process's kept keys: now, and again when the caller's transaction commits."""
     _new_epoch()
     transaction.on_commit(_new_epoch)
-
-
-def reset_client() -> None:
-    """Forget the Redis client (tests that change REDIS_URL)."""
-    global _client
-    with _lock:
-        _client = None
