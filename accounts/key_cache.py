@@ -36,6 +36,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import ApiKey
+from security.ratelimit import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ class KeptKey:
 
 _kept: dict[str, KeptKey] = {}
 _lock = threading.Lock()
-_client: redis.Redis | None = None
 
 
 def epoch_key() -> str:
@@ -94,19 +94,10 @@ def forget_all() -> None:
         _kept.clear()
 
 
-def _redis() -> redis.Redis:
-    global _client
-    if _client is None:
-        with _lock:
-            if _client is None:
-                _client = redis.Redis.from_url(settings.REDIS_URL)
-    return _client
-
-
 def _new_epoch() -> None:
     forget_all()
     try:
-        _redis().set(epoch_key(), secrets.token_hex(16))
+        redis_client().set(epoch_key(), secrets.token_hex(16))
     except redis.RedisError:
         # The revocation itself is in the database; kept keys run out within API_KEY_CACHE_SECONDS.
         logger.warning("api_key_epoch_not_changed", exc_info=True)

@@ -98,14 +98,22 @@ _client: redis.Redis | None = None
 _scripts: dict[str, Any] = {}
 
 
-def _script(source: str):  # type: ignore[no-untyped-def]
+def redis_client() -> redis.Redis:
+    """The process's client for the rate limits' Redis (REDIS_URL), also for the plain keys ``gate`` reads."""
     global _client
-    script = _scripts.get(source)
-    if script is None:
+    if _client is None:
         with _lock:
             if _client is None:
                 _client = redis.Redis.from_url(settings.REDIS_URL)
-            script = _scripts.setdefault(source, _client.register_script(source))
+    return _client
+
+
+def _script(source: str):  # type: ignore[no-untyped-def]
+    script = _scripts.get(source)
+    if script is None:
+        client = redis_client()
+        with _lock:
+            script = _scripts.setdefault(source, client.register_script(source))
     return script
 
 
