@@ -12,7 +12,7 @@ from rest_framework.generics import ListAPIView
 from accounts.rest import TenantAPIView
 from audit.actions import ACTIONS
 from audit.models import AuditEvent
-from bluespark.rest import CreatedAtCursorPagination
+from bluespark.rest import KeysetCursorPagination
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -45,8 +45,8 @@ class AuditEventFilters(serializers.Serializer):
     until = serializers.DateTimeField(required=False, help_text="Events before this time (ISO 8601).")
 
 
-class OccurredAtCursorPagination(CreatedAtCursorPagination):
-    ordering = ("-occurred_at", "-id")
+class OccurredAtCursorPagination(KeysetCursorPagination):
+    field = "occurred_at"
 
 
 @extend_schema(

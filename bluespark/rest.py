@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import exception_handler
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -74,18 +76,149 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     return response
 
 
-class CreatedAtCursorPagination(CursorPagination):
-    """Opaque cursors over (created_at, id): stable under inserts, O(1) per page."""
+class KeysetCursorPagination(BasePagination):
+    """Opaque cursors over a list's (time, id), newest first: every row exactly once, whatever the ties.
 
-    ordering = ("-created_at", "-id")
+    DRF's ``CursorPagination`` places a cursor on the ordering's first field
+    alone and steps over rows sharing that value with an offset, which it caps
+    at 1,000. An import writes each chunk of thousands of contacts with one
+    ``created_at``: past the cap its pages repeated for ever. Here a cursor
+    holds the boundary row's (time, id) and the next page is the rows strictly
+    beyond that pair, so ties cost nothing and page 20,000 costs what page 2
+    does (the ``time <= t`` bound beside the pair lets PostgreSQL start its
+    index scan at the position, as ``contacts_after`` does for the dashboard).
+
+    A cursor is ``next`` or ``previous`` with a position, base64url-encoded.
+    It is not signed: a forged one can only choose where a page of the same
+    account's rows starts, and one that does not parse is a 404, as DRF's is.
+    The response is DRF's: ``next``, ``previous`` (absolute URLs or null) and
+    ``results``.
+    """
+
+    #: The list's time field; the id breaks its ties. Lists run newest first.
+    field = "created_at"
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 200
+    cursor_query_param = "cursor"
+    invalid_cursor_message = "Invalid cursor"
 
-    def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> list[Any] | None:
+    _FORWARD, _BACKWARD = "n", "p"
+
+    def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> list[Any]:
+        self.base_url = request.build_absolute_uri()
+        self.page_size = self.get_page_size(request)
+        direction, position = self.decode_cursor(request)
+        backward = direction == self._BACKWARD
+        rows = list(self.beyond(queryset, position, backward=backward)[: self.page_size + 1])
+        more = len(rows) > self.page_size
+        self.page = rows[: self.page_size]
+        if backward:
+            self.page.reverse()
+            self.has_previous, self.has_next = more, True
+        else:
+            self.has_previous, self.has_next = position is not None, more
+        self.position = position
+        return self.page
+
+    def beyond(self, queryset: QuerySet, position: tuple[datetime, int] | None, *, backward: bool) -> QuerySet:
+        """The rows after ``position`` in the list's order (before it when ``backward``), nearest first."""
+        field = self.field
+        if backward:
+            queryset = queryset.order_by(field, "id")
+        else:
+            queryset = queryset.order_by(f"-{field}", "-id")
+        if position is None:
+            return queryset
+        moment, pk = position
+        if backward:
+            return queryset.filter(
+                Q(**{f"{field}__gte": moment}), Q(**{f"{field}__gt": moment}) | Q(**{field: moment, "id__gt": pk})
+            )
+        return queryset.filter(
+            Q(**{f"{field}__lte": moment}), Q(**{f"{field}__lt": moment}) | Q(**{field: moment, "id__lt": pk})
+        )
+
+    def get_page_size(self, request: Request) -> int:
         try:
-            return super().paginate_queryset(queryset, request, view)
-        except DjangoValidationError:
-            # A cursor is encoded, not signed: a forged position that is no timestamp
-            # is a bad cursor (404, as DRF answers for one it cannot decode), not a 500.
+            asked = int(request.query_params[self.page_size_query_param])
+        except (KeyError, ValueError):
+            return self.page_size
+        return min(asked, self.max_page_size) if asked > 0 else self.page_size
+
+    # --- cursors ---------------------------------------------------------------------
+
+    def decode_cursor(self, request: Request) -> tuple[str, tuple[datetime, int] | None]:
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is None:
+            return self._FORWARD, None
+        try:
+            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("ascii")
+            direction, moment, pk = raw.split("|")
+            position = (datetime.fromisoformat(moment), int(pk))
+        except ValueError:  # bad base64, not ASCII, not three parts, no time, no integer
             raise exceptions.NotFound(self.invalid_cursor_message) from None
+        known = direction in (self._FORWARD, self._BACKWARD)
+        if not known or position[0].tzinfo is None or not 0 < position[1] < 2**63:  # an id PostgreSQL can hold
+            raise exceptions.NotFound(self.invalid_cursor_message)
+        return direction, position
+
+    def position_of(self, row: Any) -> tuple[datetime, int]:
+        if isinstance(row, dict):
+            return row[self.field], row["pk"] if "pk" in row else row["id"]
+        return getattr(row, self.field), row.pk
+
+    def link(self, direction: str, position: tuple[datetime, int] | None) -> str:
+        if position is None:
+            # Back past the start of the list: its first page.
+            return remove_query_param(self.base_url, self.cursor_query_param)
+        moment, pk = position
+        raw = f"{direction}|{moment.isoformat()}|{pk}".encode("ascii")
+        encoded = base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        return replace_query_param(self.base_url, self.cursor_query_param, encoded)
+
+    def get_next_link(self) -> str | None:
+        if not self.has_next:
+            return None
+        # An empty page after a backward step means nothing precedes its position: start again at the top.
+        return self.link(self._FORWARD, self.position_of(self.page[-1]) if self.page else None)
+
+    def get_previous_link(self) -> str | None:
+        if not self.has_previous:
+            return None
+        return self.link(self._BACKWARD, self.position_of(self.page[0]) if self.page else self.position)
+
+    # --- the answer and its schema ---------------------------------------------------------
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"next": self.get_next_link(), "previous": self.get_previous_link(), "results": data})
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        link = {"type": "string", "nullable": True, "format": "uri"}
+        return {
+            "type": "object",
+            "required": ["results"],
+            "properties": {
+                "next": {**link, "example": "https://bluespark.example/api/v1/contacts/?cursor=bnwyMDI2LTA1LTAx"},
+                "previous": link,
+                "results": schema,
+            },
+        }
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": "Where the page starts: the cursor of a `next` or `previous` link.",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": self.page_size_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"Rows a page (default {self.page_size}, at most {self.max_page_size}).",
+                "schema": {"type": "integer"},
+            },
+        ]

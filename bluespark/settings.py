@@ -427,7 +427,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "bluespark.rest.CreatedAtCursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "bluespark.rest.KeysetCursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "bluespark.rest.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import time_machine
 import yaml
 from django.db.models import QuerySet
 from django.http import HttpResponse
@@ -205,6 +207,53 @@ class TenantAPITests(ProblemAssertions):
         self.assertEqual(page_sizes, [50, 50, 21])
         self.assertEqual(seen, expected)
 
+    def walk(self, url: str | None, link: str) -> list[list[str]]:
+        """The pages from ``url`` on, following each page's ``link`` (next or previous) to its end."""
+        pages = []
+        while url:
+            response = self.client.get(url, **as_account(self.acme))
+            self.assertEqual(response.status_code, 200, response.content)
+            pages.append([row["id"] for row in response.json()["results"]])
+            url = response.json()[link]
+            self.assertLess(len(pages), 20, "the pages never end")
+        return pages
+
+    def test_rows_sharing_a_time_are_each_listed_once_both_ways(self) -> None:
+        # An import writes a chunk of thousands of rows with one created_at. DRF's cursor
+        # stepped over such ties with an offset capped at 1,000, and its pages repeated past it.
+        with account_scope(self.acme), time_machine.travel(datetime(2026, 5, 1, tzinfo=UTC), tick=False):
+            for number in range(119):
+                create_campaign(self.acme, name=f"Campaign {number}")
+        with account_scope(self.acme):
+            create_campaign(self.acme, name="The newest")
+            expected = list(Campaign.objects.order_by("-created_at", "-id").values_list("public_id", flat=True))
+
+        forward = self.walk(f"{TEST_API}?limit=25", "next")
+        self.assertEqual([len(page) for page in forward], [25, 25, 25, 25, 21])
+        self.assertEqual(sum(forward, []), expected)
+
+        last = self.client.get(f"{TEST_API}?limit=25", **as_account(self.acme)).json()
+        while last["next"]:
+            last = self.client.get(last["next"], **as_account(self.acme)).json()
+        backward = self.walk(last["previous"], "previous")
+        self.assertEqual(backward, forward[-2::-1])
+
+    def test_a_step_back_past_deleted_rows_leads_to_the_first_page(self) -> None:
+        with account_scope(self.acme):
+            for number in range(4):
+                create_campaign(self.acme, name=f"Campaign {number}")
+        first = self.client.get(f"{TEST_API}?limit=2", **as_account(self.acme)).json()
+        second = self.client.get(first["next"], **as_account(self.acme)).json()
+        with account_scope(self.acme):
+            Campaign.objects.filter(public_id__in=[row["id"] for row in first["results"]]).delete()
+
+        back = self.client.get(second["previous"], **as_account(self.acme)).json()
+
+        self.assertEqual((back["results"], back["previous"]), ([], None))
+        self.assertEqual(parse_qs(urlsplit(back["next"]).query), {"limit": ["2"]})
+        again = self.client.get(back["next"], **as_account(self.acme)).json()
+        self.assertEqual([row["id"] for row in again["results"]], [row["id"] for row in second["results"]])
+
     def test_the_page_size_is_capped(self) -> None:
         with account_scope(self.acme):
             for number in range(205):
@@ -218,7 +267,18 @@ class TenantAPITests(ProblemAssertions):
         def cursor(raw: str) -> str:
             return base64.b64encode(raw.encode()).decode()
 
-        for tampered in ("not-base64!", cursor("o=-5"), cursor("o=x&p=1"), cursor("p=not-a-date"), cursor("p=%00")):
+        for tampered in (
+            "not-base64!",
+            cursor("o=-5"),
+            cursor("p=%00"),
+            cursor("x|2026-05-01T00:00:00+00:00|1"),
+            cursor("n|2026-05-01T00:00:00|1"),  # no time zone
+            cursor("n|yesterday|1"),
+            cursor("n|2026-05-01T00:00:00+00:00|0"),
+            cursor("p|2026-05-01T00:00:00+00:00|" + "9" * 20),  # no bigint
+            cursor("n|2026-05-01T00:00:00+00:00|1|2"),
+            base64.b64encode("n|2026-05-01T00:00:00+00:00|١".encode()).decode(),  # an Arabic-Indic one
+        ):
             with self.subTest(cursor=tampered):
                 response = self.client.get(TEST_API, {"cursor": tampered}, **as_account(self.acme))
 
