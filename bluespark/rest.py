@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -76,6 +77,12 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     return response
 
 
+#: A row's place in a list: its time and its id.
+Position = tuple[datetime, int]
+#: Reads a page of rows: (position or None, backward, limit) -> rows (see paginate_rows).
+PageReader = Callable[[Position | None, bool, int], list[Any]]
+
+
 class KeysetCursorPagination(BasePagination):
     """Opaque cursors over a list's (time, id), newest first: every row exactly once, whatever the ties.
 
@@ -106,11 +113,24 @@ class KeysetCursorPagination(BasePagination):
     _FORWARD, _BACKWARD = "n", "p"
 
     def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> list[Any]:
+        def read(position: Position | None, backward: bool, limit: int) -> list[Any]:
+            return list(self.beyond(queryset, position, backward=backward)[:limit])
+
+        return self.paginate_rows(read, request)
+
+    def paginate_rows(self, read: PageReader, request: Request) -> list[Any]:
+        """The page ``read(position, backward, limit)`` gives: up to ``limit`` rows beyond ``position``.
+
+        ``read`` returns the rows after the position in the list's order, or
+        before it (nearest first) when ``backward``, as ``beyond`` selects
+        them, or the first rows of the list when the position is None. A list
+        that cannot be a queryset (one fixed statement) pages through this.
+        """
         self.base_url = request.build_absolute_uri()
         self.page_size = self.get_page_size(request)
         direction, position = self.decode_cursor(request)
         backward = direction == self._BACKWARD
-        rows = list(self.beyond(queryset, position, backward=backward)[: self.page_size + 1])
+        rows = read(position, backward, self.page_size + 1)
         more = len(rows) > self.page_size
         self.page = rows[: self.page_size]
         if backward:
@@ -121,7 +141,7 @@ class KeysetCursorPagination(BasePagination):
         self.position = position
         return self.page
 
-    def beyond(self, queryset: QuerySet, position: tuple[datetime, int] | None, *, backward: bool) -> QuerySet:
+    def beyond(self, queryset: QuerySet, position: Position | None, *, backward: bool) -> QuerySet:
         """The rows after ``position`` in the list's order (before it when ``backward``), nearest first."""
         field = self.field
         if backward:
@@ -148,7 +168,7 @@ class KeysetCursorPagination(BasePagination):
 
     # --- cursors ---------------------------------------------------------------------
 
-    def decode_cursor(self, request: Request) -> tuple[str, tuple[datetime, int] | None]:
+    def decode_cursor(self, request: Request) -> tuple[str, Position | None]:
         encoded = request.query_params.get(self.cursor_query_param)
         if encoded is None:
             return self._FORWARD, None
@@ -163,12 +183,12 @@ class KeysetCursorPagination(BasePagination):
             raise exceptions.NotFound(self.invalid_cursor_message)
         return direction, position
 
-    def position_of(self, row: Any) -> tuple[datetime, int]:
+    def position_of(self, row: Any) -> Position:
         if isinstance(row, dict):
             return row[self.field], row["pk"] if "pk" in row else row["id"]
         return getattr(row, self.field), row.pk
 
-    def link(self, direction: str, position: tuple[datetime, int] | None) -> str:
+    def link(self, direction: str, position: Position | None) -> str:
         if position is None:
             # Back past the start of the list: its first page.
             return remove_query_param(self.base_url, self.cursor_query_param)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db.models import QuerySet
@@ -37,6 +38,8 @@ from contacts.selectors import (
     access_contact,
     access_mailing_list,
     access_segment,
+    api_contact_page,
+    api_contact_page_available,
     contact_list,
     contact_values,
     mailing_list_with_id,
@@ -231,8 +234,11 @@ class ContactListAPI(IdempotentMixin, TenantAPIView, ListAPIView):
             raise exceptions.ValidationError({"segment": [str(error)]}) from None
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        contacts = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(contact_values(contacts))
+        if FILTER_NAMES.isdisjoint(request.query_params) and api_contact_page_available():
+            # The common page, every contact of the key's account: one fixed statement (api_contact_page).
+            page = self.paginator.paginate_rows(partial(api_contact_page, self.account), request)
+        else:
+            page = self.paginate_queryset(contact_values(self.filter_queryset(self.get_queryset())))
         rows = open_contact_values(self.account, page or [])
         return self.get_paginated_response([contact_representation(row) for row in rows])
 

@@ -17,11 +17,18 @@ from accounts.models import ApiScope
 from accounts.services import create_api_key
 from accounts.tenancy import account_scope
 from audit.models import AuditEvent
-from bluespark.rest import PROBLEM_CONTENT_TYPE
+from bluespark.rest import PROBLEM_CONTENT_TYPE, KeysetCursorPagination
 from contacts.consent import subscribe_contact, suppress
 from contacts.models import Contact, CustomField, MailingList, Segment, SensitiveValue, Subscription, Suppression
 from contacts.segment_tasks import refresh_segment_count
-from contacts.selectors import API_CONTACT_VALUES, contact_list, contact_values, contact_with_email, open_contact_values
+from contacts.selectors import (
+    API_CONTACT_VALUES,
+    api_contact_page,
+    contact_list,
+    contact_values,
+    contact_with_email,
+    open_contact_values,
+)
 from contacts.services import bulk_upsert, create_contact, create_mailing_list
 from tests.cast import CastTestCase
 
@@ -424,6 +431,31 @@ class ContactListTests(ContactApiTestCase):
         with account_scope(self.acme):
             expected = list(contact_list(self.acme).values_list("public_id", flat=True))
         assert seen == expected and len(set(seen)) == 1252
+
+    def test_the_fixed_page_statement_reads_what_the_queryset_reads(self):
+        # The unfiltered list runs api_contact_page; filtered ones page the queryset. Same rows, same order.
+        with account_scope(self.acme), time_machine.travel(datetime(2026, 5, 1, tzinfo=UTC), tick=False):
+            items = [
+                {"email": f"tie{n}@acme.test", "first_name": f"T{n}", "tags": ["b", f"t{n % 3}"]}
+                | ({"attributes": {"plan": "pro", "score": n}} if n % 2 else {})
+                for n in range(9)
+            ]
+            bulk_upsert(self.acme, items, source="api")
+        with account_scope(self.globex):
+            create_contact(self.globex, email="elsewhere@globex.test", tags=["b"])
+        pagination = KeysetCursorPagination()
+
+        with account_scope(self.acme):
+            scoped = contact_values(Contact.objects.filter(account=self.acme))
+            everything = list(pagination.beyond(scoped, None, backward=False))
+            assert len(everything) == 11
+            for position in [None, *(pagination.position_of(row) for row in everything)]:
+                for backward in (False, True):
+                    with self.subTest(position=position, backward=backward):
+                        queried = list(pagination.beyond(scoped, position, backward=backward)[:4])
+                        fixed = api_contact_page(self.acme, position, backward, 4)
+                        assert open_contact_values(self.acme, fixed) == open_contact_values(self.acme, queried)
+                        assert [row["pk"] for row in fixed] == [row["pk"] for row in queried]
 
     def test_a_page_and_its_tags_are_one_query(self):
         with account_scope(self.acme):
