@@ -1,9 +1,14 @@
-"""The WSGI application can be imported by gunicorn's master and forked (``preload_app`` in gunicorn.conf.py)."""
+"""The WSGI application can be imported by gunicorn's master and forked (``preload_app`` in gunicorn.conf.py).
+
+Each worker then opens its connections before it serves (``post_worker_init``, ``bluespark.warmup``).
+"""
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+from urllib.parse import quote
 
 from django.conf import settings
 from gunicorn.config import Config
@@ -26,19 +31,85 @@ PROBE = textwrap.dedent(
 )
 
 
-def test_importing_the_application_opens_no_connection():
-    """A database, Redis or any other socket opened at import would be shared by every forked worker."""
-    result = subprocess.run(  # noqa: S603 - our own interpreter and code
-        [sys.executable, "-c", PROBE],
+WARM_UP = textwrap.dedent(
+    """
+    import bluespark.wsgi
+    from bluespark.warmup import open_connections
+    from django.db import connections
+
+    print(open_connections())
+    print([alias for alias in connections if connections[alias].connection is not None])
+    """
+)
+
+
+def run_probe(probe: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", probe],
         cwd=settings.BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "bluespark.settings"},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "bluespark.settings", **environment},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def server_database(alias: str) -> str:
+    """A URL of the database server ``alias`` uses, naming a database that exists outside the test run."""
+    database = settings.DATABASES[alias]
+    user, password = quote(database["USER"] or "", safe=""), quote(database["PASSWORD"] or "", safe="")
+    credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
+    return f"postgres://{credentials}{database['HOST']}:{database['PORT'] or 5432}/postgres"
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_importing_the_application_opens_no_connection():
+    """A database, Redis or any other socket opened at import would be shared by every forked worker."""
+    result = run_probe(PROBE)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[] 0"
+
+
+def test_a_worker_opens_its_kept_connections_before_serving():
+    result = run_probe(
+        WARM_UP,
+        DATABASE_CONN_MAX_AGE="60",
+        DATABASE_URL=server_database("default"),
+        KEYSTORE_DATABASE_URL=server_database("keystore"),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["['default', 'keystore', 'redis']", "['default', 'keystore']"]
+
+
+def test_connections_closed_after_every_request_are_not_opened_ahead():
+    result = run_probe(WARM_UP, DATABASE_CONN_MAX_AGE="0")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["['redis']", "[]"]
+
+
+def test_a_worker_whose_dependencies_refuse_still_starts_and_says_which():
+    nowhere = closed_port()
+    result = run_probe(
+        WARM_UP,
+        DATABASE_CONN_MAX_AGE="60",
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{nowhere}/bluespark",
+        KEYSTORE_DATABASE_URL=server_database("keystore"),
+        REDIS_URL=f"redis://127.0.0.1:{nowhere}/0",
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-2:] == ["['keystore']", "['keystore']"], result.stdout
+    output = result.stdout + result.stderr
+    assert output.count("worker_connection_failed") == 2, output
 
 
 def test_gunicorn_preloads_the_application_and_freezes_it_before_forking():
@@ -51,3 +122,4 @@ def test_gunicorn_preloads_the_application_and_freezes_it_before_forking():
             config.set(name, value)
     assert config.preload_app is True
     assert config.pre_fork is namespace["pre_fork"]
+    assert config.post_worker_init is namespace["post_worker_init"]
