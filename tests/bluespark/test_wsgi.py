@@ -123,3 +123,5 @@ def test_gunicorn_preloads_the_application_and_freezes_it_before_forking():
     assert config.preload_app is True
     assert config.pre_fork is namespace["pre_fork"]
     assert config.post_worker_init is namespace["post_worker_init"]
+    # Workers share the load evenly: only a wide jitter keeps them from restarting together.
+    assert config.max_requests_jitter >= config.max_requests // 2
