@@ -17,6 +17,8 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import exception_handler
 
+from security.ratelimit import UNAVAILABLE_RETRY_AFTER, RateLimitUnavailable
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://docs.bluespark.example/problems/"
 
@@ -31,7 +33,20 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Unprocessable content",
     429: "Too many requests",
+    503: "Service unavailable",
 }
+
+
+class ServiceUnavailable(exceptions.APIException):
+    """A request that cannot be checked now (the rate limits' store does not answer): 503 with Retry-After."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Bluespark cannot count this request against the key's rate limit right now. Try again shortly."
+    default_code = "service_unavailable"
+
+    def __init__(self, wait: int) -> None:
+        super().__init__()
+        self.wait = wait  # DRF's handler turns it into Retry-After
 
 
 def _problem_type(exc: Exception, status_code: int) -> str:
@@ -50,6 +65,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RateLimitUnavailable):
+        exc = ServiceUnavailable(wait=UNAVAILABLE_RETRY_AFTER)
     response = exception_handler(exc, context)
     if response is None:
         return None

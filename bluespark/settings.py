@@ -119,6 +119,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "accounts.middleware.AccountScopeMiddleware",
+    # A request its rate limit cannot count (Redis down) gets a 503, not a 500.
+    "security.middleware.RateLimitUnavailableMiddleware",
     # Last, as django-axes requires.
     "axes.middleware.AxesMiddleware",
 ]

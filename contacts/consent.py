@@ -36,7 +36,7 @@ from audit.services import record
 from contacts.models import Contact, MailingList, Subscription, Suppression
 from contacts.selectors import contact_email_index
 from security.identifiers import canonical_email
-from security.ratelimit import RateLimit, hit
+from security.ratelimit import RateLimit, RateLimitUnavailable, hit
 
 logger = logging.getLogger("bluespark.security")
 
@@ -305,7 +305,14 @@ def _confirm_later(account: Account, contact: Contact, subscription: Subscriptio
 
 
 def _send_confirmation(address: str, bucket: str, context: dict) -> None:
-    if not hit(CONFIRMATION_EMAILS, bucket, now=time.time()).allowed:
+    try:
+        allowed = hit(CONFIRMATION_EMAILS, bucket, now=time.time()).allowed
+    except RateLimitUnavailable:
+        # The subscription is saved (pending). Unthrottled, the form could mail an address without end:
+        # no mail now; submitting again sends a link once the limit can be counted.
+        logger.error("subscription_confirmation_not_sent", extra={"error": "RateLimitUnavailable"})
+        return
+    if not allowed:
         logger.warning("subscription_confirmation_throttled")
         return
     subject = _one_line(f"Confirm your subscription to {context['list_name']}")

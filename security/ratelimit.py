@@ -9,6 +9,7 @@ without atomicity; this one is exact across processes.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -60,6 +61,20 @@ end
 return {looked[2], taken[1], taken[2], redis.call('GET', KEYS[3])}
 """
 )
+
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a client is told to wait (Retry-After) when the limits cannot be counted.
+UNAVAILABLE_RETRY_AFTER = 5
+
+
+class RateLimitUnavailable(RuntimeError):
+    """Redis did not answer, so the request cannot be counted: it is refused (503), never let through uncounted.
+
+    The API answers a 503 problem and pages a 503 page, both with
+    ``Retry-After`` (``bluespark.rest``, ``security.middleware``).
+    """
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,15 @@ def _script(source: str):  # type: ignore[no-untyped-def]
     return script
 
 
+def _run(source: str, keys: list[str], args: list[Any]) -> Any:
+    try:
+        return _script(source)(keys=keys, args=args)
+    except redis.RedisError as error:
+        # The error's kind only: a Redis error's text can carry the URL, password included.
+        logger.error("rate_limit_unavailable", extra={"error": type(error).__name__})
+        raise RateLimitUnavailable("The rate limits' store does not answer.") from None
+
+
 def _bucket_key(policy: RateLimit, subject: str) -> str:
     return f"bluespark:{settings.ENVIRONMENT}:ratelimit:{policy.name}:{subject}"
 
@@ -135,9 +159,10 @@ def hit(policy: RateLimit, subject: str, *, now: float, cost: int = 1) -> Decisi
     """Take ``cost`` tokens from ``subject``'s bucket under ``policy``; ``now`` is seconds since the epoch.
 
     ``cost=0`` only looks: ``allowed`` then says whether one more request would be.
+    ``RateLimitUnavailable`` when Redis does not answer.
     """
     args = [policy.capacity, policy.rate, now, cost]
-    allowed, tokens_left = _script(_BUCKET_SCRIPT)(keys=[_bucket_key(policy, subject)], args=args)
+    allowed, tokens_left = _run(_BUCKET_SCRIPT, [_bucket_key(policy, subject)], args)
     tokens = float(tokens_left)
     return _decision(policy, tokens >= 1 if cost == 0 else bool(allowed), tokens)
 
@@ -157,7 +182,7 @@ def gate(look: tuple[RateLimit, str], take: tuple[RateLimit, str] | None, *, now
         args[3:] = [take[0].capacity, take[0].rate]
     else:
         keys[1] = keys[0]
-    looked_tokens, taken_allowed, taken_tokens, value = _script(_GATE_SCRIPT)(keys=keys, args=args)
+    looked_tokens, taken_allowed, taken_tokens, value = _run(_GATE_SCRIPT, keys, args)
     looked = _decision(look_policy, float(looked_tokens) >= 1, float(looked_tokens))
     taken = None
     if take is not None and looked.allowed:

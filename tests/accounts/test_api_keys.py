@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from accounts import key_cache, services
 from accounts.models import ApiKey, ApiScope
 from accounts.tenancy import account_scope
+from security.ratelimit import reset_rate_limit_client
 from tests.cast import CastTestCase
 
 CAMPAIGNS = "/api/v1/campaigns/"
@@ -138,6 +139,37 @@ class RateLimitTests(ApiKeyTestCase):
             assert self.call(f"bsk_guess{attempt}_nope", REMOTE_ADDR="203.0.113.9").status_code == 401
         assert self.call(good, REMOTE_ADDR="203.0.113.9").status_code == 429
         assert self.call(good, REMOTE_ADDR="198.51.100.4").status_code == 200
+
+
+class RedisDownTests(ApiKeyTestCase):
+    def test_a_request_that_cannot_be_counted_is_refused_with_503_and_retry_after(self):
+        token = self.issue()
+        assert self.call(token).status_code == 200  # the key is verified and kept by this process
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s %(error)s"))
+        logging.getLogger("security.ratelimit").addHandler(handler)
+        # Nothing listens on port 1: every Redis command fails to connect.
+        with override_settings(REDIS_URL="redis://:hunter2-redis-password@127.0.0.1:1/0"):
+            reset_rate_limit_client()
+            try:
+                refused = [self.call(token), self.call("bsk_unknown_nope")]
+            finally:
+                reset_rate_limit_client()
+                logging.getLogger("security.ratelimit").removeHandler(handler)
+
+        for response in refused:
+            assert response.status_code == 503
+            assert response["Content-Type"] == "application/problem+json"
+            assert response["Retry-After"] == "5"
+            problem = response.json()
+            assert (problem["title"], problem["type"]) == (
+                "Service unavailable",
+                "https://docs.bluespark.example/problems/service_unavailable",
+            )
+            assert "results" not in problem and "hunter2" not in response.content.decode()
+        assert stream.getvalue().splitlines() == ["ERROR rate_limit_unavailable ConnectionError"] * 2
+        assert self.call(token).status_code == 200  # Redis back: served again
 
 
 class SecretsStayOutOfLogsTests(ApiKeyTestCase):

@@ -16,7 +16,7 @@ from contacts import consent
 from contacts.models import Contact, MailingList, Subscription, Suppression
 from contacts.public_views import FORM_POSTS_PER_CLIENT, FORM_POSTS_PER_LIST
 from contacts.selectors import contact_with_email
-from security.ratelimit import hit
+from security.ratelimit import hit, reset_rate_limit_client
 from tests.cast import CastTestCase
 
 T0 = datetime(2030, 3, 4, 10, 0, tzinfo=UTC)
@@ -226,6 +226,37 @@ class RateLimitTests(PublicFormTestCase):
         assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
         assert self.contact("late@example.test") is None
         assert self.submit(self.double, "fine@example.test", ip="198.51.100.78").status_code == 200
+
+
+class RedisDownTests(PublicFormTestCase):
+    def test_a_form_that_cannot_be_counted_answers_503_and_saves_nothing(self):
+        stamp = self.stamp(self.single)
+        with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+            reset_rate_limit_client()
+            try:
+                refused = self.submit(self.single, "down@example.test", stamp=stamp)
+            finally:
+                reset_rate_limit_client()
+
+        assert refused.status_code == 503 and refused["Retry-After"] == "5"
+        assert "Try again in a moment" in refused.content.decode()
+        assert self.contact("down@example.test") is None
+
+    def test_a_confirmation_mail_that_cannot_be_counted_is_not_sent(self):
+        # Sent after the subscription commits: unthrottled it could mail one address without end.
+        context = {"account_name": "Acme", "list_name": "Deals", "consent_text": "", "link": "https://x/", "days": 7}
+        with (
+            override_settings(REDIS_URL="redis://127.0.0.1:1/0"),
+            self.assertLogs("bluespark.security", "ERROR") as logs,
+        ):
+            reset_rate_limit_client()
+            try:
+                consent._send_confirmation("later@example.test", "acc:bucket", context)
+            finally:
+                reset_rate_limit_client()
+
+        assert mail.outbox == []
+        assert [record.getMessage() for record in logs.records] == ["subscription_confirmation_not_sent"]
 
 
 class FramingTests(PublicFormTestCase):
