@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from audit.models import AuditEvent
 from audit.selectors import EventFilter, account_events, people_named
 from audit.services import record
 from bluespark.csv_safe import Echo, safe_row
+from bluespark.cursors import open_position, seal_position
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 2000
@@ -84,20 +84,22 @@ class AuditFilterForm(forms.Form):
 
 
 def _cursor(event: AuditEvent) -> str:
-    raw = f"{event.occurred_at.isoformat()}|{event.pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return seal_position("audit", (event.occurred_at, event.pk))
 
 
 def _after_cursor(events, cursor: str | None):
-    """Keyset pagination: events strictly older than the cursor's (time, id). A bad cursor starts over."""
-    if not cursor:
+    """Keyset pagination: events strictly older than the cursor's (time, id). A bad cursor starts over.
+
+    ``occurred_at <= t`` is redundant with the pair beside it, but it is what lets PostgreSQL
+    start the index scan at the position instead of walking every newer event.
+    """
+    opened = open_position("audit", cursor) if cursor else None
+    if opened is None:
         return events
-    try:
-        moment, pk = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
-        occurred_at, pk = datetime.fromisoformat(moment), int(pk)
-    except (ValueError, UnicodeDecodeError):
-        return events
-    return events.filter(Q(occurred_at__lt=occurred_at) | Q(occurred_at=occurred_at, pk__lt=pk))
+    occurred_at, pk = opened[1]
+    return events.filter(
+        Q(occurred_at__lte=occurred_at), Q(occurred_at__lt=occurred_at) | Q(occurred_at=occurred_at, pk__lt=pk)
+    )
 
 
 @require_role(Role.ADMIN)

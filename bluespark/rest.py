@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -17,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import exception_handler
 
+from bluespark.cursors import Position, open_position, seal_position
 from security.ratelimit import UNAVAILABLE_RETRY_AFTER, RateLimitUnavailable
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -94,8 +93,6 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     return response
 
 
-#: A row's place in a list: its time and its id.
-Position = tuple[datetime, int]
 #: Reads a page of rows: (position or None, backward, limit) -> rows (see paginate_rows).
 PageReader = Callable[[Position | None, bool, int], list[Any]]
 
@@ -112,9 +109,9 @@ class KeysetCursorPagination(BasePagination):
     does (the ``time <= t`` bound beside the pair lets PostgreSQL start its
     index scan at the position, as ``contacts_after`` does for the dashboard).
 
-    A cursor is ``next`` or ``previous`` with a position, base64url-encoded.
-    It is not signed: a forged one can only choose where a page of the same
-    account's rows starts, and one that does not parse is a 404, as DRF's is.
+    A cursor is ``next`` or ``previous`` with a position, sealed
+    (``bluespark.cursors``): clients can neither read the ids in it nor
+    make one up; one that does not open is a 404, as DRF's is.
     The response is DRF's: ``next``, ``previous`` (absolute URLs or null) and
     ``results``.
     """
@@ -144,6 +141,8 @@ class KeysetCursorPagination(BasePagination):
         that cannot be a queryset (one fixed statement) pages through this.
         """
         self.base_url = request.build_absolute_uri()
+        # A cursor is bound to its endpoint (bluespark.cursors): one list's cursor opens for no other.
+        self.cursor_purpose = f"api {request.path}"
         self.page_size = self.get_page_size(request)
         direction, position = self.decode_cursor(request)
         backward = direction == self._BACKWARD
@@ -189,16 +188,10 @@ class KeysetCursorPagination(BasePagination):
         encoded = request.query_params.get(self.cursor_query_param)
         if encoded is None:
             return self._FORWARD, None
-        try:
-            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("ascii")
-            direction, moment, pk = raw.split("|")
-            position = (datetime.fromisoformat(moment), int(pk))
-        except ValueError:  # bad base64, not ASCII, not three parts, no time, no integer
-            raise exceptions.NotFound(self.invalid_cursor_message) from None
-        known = direction in (self._FORWARD, self._BACKWARD)
-        if not known or position[0].tzinfo is None or not 0 < position[1] < 2**63:  # an id PostgreSQL can hold
+        opened = open_position(self.cursor_purpose, encoded)
+        if opened is None or opened[0] not in (self._FORWARD, self._BACKWARD):
             raise exceptions.NotFound(self.invalid_cursor_message)
-        return direction, position
+        return opened
 
     def position_of(self, row: Any) -> Position:
         if isinstance(row, dict):
@@ -209,10 +202,8 @@ class KeysetCursorPagination(BasePagination):
         if position is None:
             # Back past the start of the list: its first page.
             return remove_query_param(self.base_url, self.cursor_query_param)
-        moment, pk = position
-        raw = f"{direction}|{moment.isoformat()}|{pk}".encode("ascii")
-        encoded = base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-        return replace_query_param(self.base_url, self.cursor_query_param, encoded)
+        cursor = seal_position(self.cursor_purpose, position, direction)
+        return replace_query_param(self.base_url, self.cursor_query_param, cursor)
 
     def get_next_link(self) -> str | None:
         if not self.has_next:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from accounts.roles import require_role
 from accounts.tenancy import account_scope
 from audit.services import record
 from bluespark.csv_safe import Echo, safe_row
+from bluespark.cursors import open_position, seal_position
 from contacts import segments, services
 from contacts.forms import (
     CONDITION_OPS,
@@ -62,20 +62,13 @@ EXPORT_COLUMNS = ["id", "email", "first_name", "last_name", "status", "source", 
 
 
 def _cursor(row: Any) -> str:
-    raw = f"{row.created_at.isoformat()}|{row.pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return seal_position("contacts", (row.created_at, row.pk))
 
 
 def _position(cursor: str | None) -> tuple[datetime, int] | None:
     """The (created_at, id) a cursor names; a bad cursor starts over at the newest."""
-    if not cursor:
-        return None
-    try:
-        moment, pk = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
-        created_at = datetime.fromisoformat(moment)
-        return (created_at, int(pk)) if created_at.tzinfo is not None else None
-    except (ValueError, UnicodeDecodeError):
-        return None
+    opened = open_position("contacts", cursor) if cursor else None
+    return opened[1] if opened is not None else None
 
 
 # --- filters ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from rest_framework import filters
 from accounts.models import Account
 from accounts.rest import TenantAPIView
 from accounts.tenancy import account_scope
+from bluespark.cursors import open_position, seal_position
 from bluespark.rest import PROBLEM_CONTENT_TYPE
 from campaigns.models import Campaign
 from campaigns.services import create_campaign
@@ -264,26 +265,56 @@ class TenantAPITests(ProblemAssertions):
         self.assertEqual(len(response.json()["results"]), 200)
 
     def test_a_tampered_cursor_is_a_problem_not_a_crash(self) -> None:
-        def cursor(raw: str) -> str:
-            return base64.b64encode(raw.encode()).decode()
+        with account_scope(self.acme):
+            for number in range(3):
+                create_campaign(self.acme, name=f"Campaign {number}")
+        good = parse_qs(urlsplit(self.client.get(f"{TEST_API}?limit=2", **as_account(self.acme)).json()["next"]).query)
+        cursor = good["cursor"][0]
+        flipped = cursor[:10] + ("A" if cursor[10] != "A" else "B") + cursor[11:]
+        moment = datetime(2026, 5, 1, tzinfo=UTC)
 
         for tampered in (
             "not-base64!",
-            cursor("o=-5"),
-            cursor("p=%00"),
-            cursor("x|2026-05-01T00:00:00+00:00|1"),
-            cursor("n|2026-05-01T00:00:00|1"),  # no time zone
-            cursor("n|yesterday|1"),
-            cursor("n|2026-05-01T00:00:00+00:00|0"),
-            cursor("p|2026-05-01T00:00:00+00:00|" + "9" * 20),  # no bigint
-            cursor("n|2026-05-01T00:00:00+00:00|1|2"),
-            base64.b64encode("n|2026-05-01T00:00:00+00:00|١".encode()).decode(),  # an Arabic-Indic one
+            base64.b64encode(b"o=-5&p=2026-05-01").decode(),  # DRF's form, in clear
+            base64.urlsafe_b64encode(f"n|{moment.isoformat()}|1".encode()).decode(),  # ours, in clear
+            flipped,
+            cursor[:-4],
+            cursor + "AAAA",
+            seal_position("contacts", (moment, 1)),  # the dashboard's contacts page
+            seal_position("api /api/v1/audit-events/", (moment, 1), "n"),  # another endpoint's
+            seal_position(f"api {TEST_API}", (moment, 1), "x"),  # no direction
+            seal_position(f"api {TEST_API}", (moment.replace(tzinfo=None), 1), "n"),  # no time zone
+            seal_position(f"api {TEST_API}", (moment, 0), "n"),
+            seal_position(f"api {TEST_API}", (moment, 2**63), "p"),  # no bigint
+            "é" * 20,
+            "A" * 5000,
         ):
-            with self.subTest(cursor=tampered):
+            with self.subTest(cursor=tampered[:40]):
                 response = self.client.get(TEST_API, {"cursor": tampered}, **as_account(self.acme))
 
                 problem = self.assert_problem(response, 404)
                 self.assertEqual(problem["detail"], "Invalid cursor")
+
+    def test_a_cursor_shows_neither_the_ids_nor_the_times_it_holds(self) -> None:
+        with account_scope(self.acme):
+            for number in range(3):
+                create_campaign(self.acme, name=f"Campaign {number}")
+            second = Campaign.objects.order_by("-created_at", "-id")[1]
+        first = self.client.get(f"{TEST_API}?limit=2", **as_account(self.acme)).json()
+        cursor = parse_qs(urlsplit(first["next"]).query)["cursor"][0]
+
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        self.assertNotIn(str(second.pk).encode(), raw)
+        self.assertNotIn(second.created_at.isoformat()[:16].encode(), raw)
+        self.assertNotEqual(
+            cursor,
+            parse_qs(urlsplit(self.client.get(f"{TEST_API}?limit=2", **as_account(self.acme)).json()["next"]).query)[
+                "cursor"
+            ][0],
+        )
+        self.assertEqual(open_position(f"api {TEST_API}", cursor), ("n", (second.created_at, second.pk)))
+        with override_settings(SECRET_KEY="another secret key, after a rotation, " * 2):
+            self.assertIsNone(open_position(f"api {TEST_API}", cursor))
 
     def test_a_full_page_costs_a_constant_number_of_queries(self) -> None:
         with account_scope(self.acme):

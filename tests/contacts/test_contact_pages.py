@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 from django.db import connection
 from django.test import override_settings
@@ -15,6 +17,7 @@ from django.utils import timezone
 from accounts.reauth import VERIFIED_AT_KEY
 from accounts.tenancy import account_scope
 from audit.models import AuditEvent
+from bluespark.cursors import open_position, seal_position
 from contacts import selectors
 from contacts.models import Contact, CustomField, MailingList, Segment, SensitiveValue, Subscription
 from contacts.segments import count_definition_now, validate
@@ -120,7 +123,23 @@ class ContactListTests(ContactPagesTestCase):
         assert full <= 12
 
     def test_a_bad_cursor_starts_again_at_the_newest(self):
-        assert self.listed(after="not-a-cursor") == self.listed()
+        with account_scope(self.acme):
+            oldest = Contact.objects.order_by("created_at", "id").first()
+        position = (oldest.created_at, oldest.pk)
+        in_clear = base64.urlsafe_b64encode(f"{oldest.created_at.isoformat()}|{oldest.pk}".encode()).decode()
+        for cursor in ("not-a-cursor", in_clear, seal_position("audit", position)):
+            assert self.listed(after=cursor) == self.listed(), cursor
+        assert self.listed(after=seal_position("contacts", position)) == []  # nothing is older than the oldest
+
+    def test_the_older_link_does_not_show_the_row_it_starts_after(self):
+        html = self.client.get(self.url("contact_index")).content.decode()
+        cursor = parse_qs(urlsplit(older_link(html)).query)["after"][0]
+        with account_scope(self.acme):
+            fiftieth = Contact.objects.get(public_id=contact_ids(html)[-1])
+
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        assert str(fiftieth.pk).encode() not in raw and fiftieth.created_at.isoformat()[:16].encode() not in raw
+        assert open_position("contacts", cursor) == ("", (fiftieth.created_at, fiftieth.pk))
 
     def test_search_finds_the_exact_address_whatever_its_case_or_unicode_form(self):
         for spelling in (
