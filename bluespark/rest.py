@@ -227,8 +227,8 @@ class KeysetCursorPagination(BasePagination):
             "type": "object",
             "required": ["results"],
             "properties": {
-                "next": {**link, "example": "https://bluespark.example/api/v1/contacts/?cursor=bnwyMDI2LTA1LTAx"},
-                "previous": link,
+                "next": {**link, "description": "The next page, or null at the end of the list."},
+                "previous": {**link, "description": "The previous page, or null on the first."},
                 "results": schema,
             },
         }
