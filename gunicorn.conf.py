@@ -57,6 +57,25 @@ def pre_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
     gc.freeze()
 
 
+# A worker's first requests fill Django's and DRF's lazy caches (URL resolvers, serializer fields,
+# templates...): kept for its life, but scanned by every full garbage collection after that.
+FREEZE_AFTER_REQUESTS = 200
+
+
+def post_request(worker, req, environ, resp):  # noqa: ARG001 - gunicorn's hook signature
+    """Once a worker has served its first requests, freeze what they left (as pre_fork does the master's).
+
+    Full collections then scan only what later requests leave: in make
+    bench-api, the server-side p99 of our list went from 22-24 to 16 ms and
+    its p99.9 from 37 to 24 ms. Runs after the response is sent. An object
+    frozen here that later becomes cyclic garbage is never collected: worker
+    recycling (max_requests) bounds that.
+    """
+    if worker.nr == FREEZE_AFTER_REQUESTS:
+        gc.collect()
+        gc.freeze()
+
+
 def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
     """Open the worker's connections before it accepts a request (bluespark.warmup)."""
     from bluespark.warmup import open_connections

@@ -3,11 +3,13 @@
 Each worker then opens its connections before it serves (``post_worker_init``, ``bluespark.warmup``).
 """
 
+import gc
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 from urllib.parse import quote
 
 from django.conf import settings
@@ -123,5 +125,27 @@ def test_gunicorn_preloads_the_application_and_freezes_it_before_forking():
     assert config.preload_app is True
     assert config.pre_fork is namespace["pre_fork"]
     assert config.post_worker_init is namespace["post_worker_init"]
+    assert config.post_request is namespace["post_request"]
     # Workers share the load evenly: only a wide jitter keeps them from restarting together.
     assert config.max_requests_jitter >= config.max_requests // 2
+
+
+def test_a_worker_freezes_what_its_first_requests_left_once():
+    namespace: dict[str, object] = {}
+    config_file = settings.BASE_DIR / "gunicorn.conf.py"
+    exec(compile(config_file.read_text(), str(config_file), "exec"), namespace)  # noqa: S102 - our own file
+    post_request, after = namespace["post_request"], namespace["FREEZE_AFTER_REQUESTS"]
+    worker = SimpleNamespace(nr=0)  # what the hook reads of gunicorn's worker: its request count
+    frozen = gc.get_freeze_count()
+    try:
+        counts = []
+        for worker.nr in (1, after - 1, after, after + 1, 2 * after):
+            kept = [[]]
+            kept[0].append(kept)  # what a request leaves alive: a cycle still referenced here
+            post_request(worker, None, {}, None)
+            counts.append(gc.get_freeze_count())
+        assert counts[0] == counts[1] == frozen  # nothing before
+        assert counts[2] > frozen  # then everything alive at that request
+        assert counts[3] == counts[4] == counts[2]  # and never again
+    finally:
+        gc.unfreeze()
