@@ -9,7 +9,6 @@ from datetime import datetime, time, timedelta
 
 from django import forms
 from django.db import transaction
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -24,7 +23,7 @@ from audit.models import AuditEvent
 from audit.selectors import EventFilter, account_events, people_named
 from audit.services import record
 from bluespark.csv_safe import Echo, safe_row
-from bluespark.cursors import open_position, seal_position
+from bluespark.cursors import beyond, open_position, seal_position
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 2000
@@ -88,18 +87,9 @@ def _cursor(event: AuditEvent) -> str:
 
 
 def _after_cursor(events, cursor: str | None):
-    """Keyset pagination: events strictly older than the cursor's (time, id). A bad cursor starts over.
-
-    ``occurred_at <= t`` is redundant with the pair beside it, but it is what lets PostgreSQL
-    start the index scan at the position instead of walking every newer event.
-    """
+    """Keyset pagination: events strictly older than the cursor's (time, id). A bad cursor starts over."""
     opened = open_position("audit", cursor) if cursor else None
-    if opened is None:
-        return events
-    occurred_at, pk = opened[1]
-    return events.filter(
-        Q(occurred_at__lte=occurred_at), Q(occurred_at__lt=occurred_at) | Q(occurred_at=occurred_at, pk__lt=pk)
-    )
+    return beyond(events, "occurred_at", opened[1] if opened else None)
 
 
 @require_role(Role.ADMIN)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.pagination import BasePagination
@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import exception_handler
 
-from bluespark.cursors import Position, open_position, seal_position
+from bluespark.cursors import Position, beyond, open_position, seal_position
 from security.ratelimit import UNAVAILABLE_RETRY_AFTER, RateLimitUnavailable
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -105,9 +105,8 @@ class KeysetCursorPagination(BasePagination):
     at 1,000. An import writes each chunk of thousands of contacts with one
     ``created_at``: past the cap its pages repeated for ever. Here a cursor
     holds the boundary row's (time, id) and the next page is the rows strictly
-    beyond that pair, so ties cost nothing and page 20,000 costs what page 2
-    does (the ``time <= t`` bound beside the pair lets PostgreSQL start its
-    index scan at the position, as ``contacts_after`` does for the dashboard).
+    beyond that pair (``bluespark.cursors.beyond``, as the dashboard's pages
+    select them), so ties cost nothing and page 20,000 costs what page 2 does.
 
     A cursor is ``next`` or ``previous`` with a position, sealed
     (``bluespark.cursors``): clients can neither read the ids in it nor
@@ -159,21 +158,8 @@ class KeysetCursorPagination(BasePagination):
 
     def beyond(self, queryset: QuerySet, position: Position | None, *, backward: bool) -> QuerySet:
         """The rows after ``position`` in the list's order (before it when ``backward``), nearest first."""
-        field = self.field
-        if backward:
-            queryset = queryset.order_by(field, "id")
-        else:
-            queryset = queryset.order_by(f"-{field}", "-id")
-        if position is None:
-            return queryset
-        moment, pk = position
-        if backward:
-            return queryset.filter(
-                Q(**{f"{field}__gte": moment}), Q(**{f"{field}__gt": moment}) | Q(**{field: moment, "id__gt": pk})
-            )
-        return queryset.filter(
-            Q(**{f"{field}__lte": moment}), Q(**{f"{field}__lt": moment}) | Q(**{field: moment, "id__lt": pk})
-        )
+        ordered = queryset.order_by(self.field, "id") if backward else queryset.order_by(f"-{self.field}", "-id")
+        return beyond(ordered, self.field, position, backward=backward)
 
     def get_page_size(self, request: Request) -> int:
         try:

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from accounts.models import Account
 from audit.actions import describe
 from audit.selectors import account_events, people_named
+from bluespark.cursors import beyond
 from contacts.models import (
     Contact,
     ContactImport,
@@ -146,18 +147,8 @@ def contact_list(account: Account, filters: ContactFilter | None = None) -> Quer
 
 
 def contacts_after(contacts: QuerySet[Contact], position: tuple[datetime, int] | None) -> QuerySet[Contact]:
-    """Keyset step: the contacts strictly after ``position`` (created_at, id) in newest-first order.
-
-    ``created_at <= t`` is redundant with the OR beside it, but it is what lets
-    PostgreSQL start the index scan at the position instead of walking every
-    earlier row: page 20,000 costs what page 2 does.
-    """
-    if position is None:
-        return contacts
-    created_at, pk = position
-    return contacts.filter(
-        Q(created_at__lte=created_at), Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk)
-    )
+    """Keyset step: the contacts strictly after ``position`` (created_at, id) in newest-first order."""
+    return beyond(contacts, "created_at", position)
 
 
 def _tag_names_subquery(contacts: QuerySet[Contact]) -> ArraySubquery | None:
@@ -434,7 +425,7 @@ SELECT c.id, c.public_id, c.email, c.email_index, c.first_name, c.last_name, c.s
  LIMIT %(limit)s
 """
 # Beyond a position in newest-first order, or before it. The first bound is redundant with the
-# pair beside it, but it is what starts the index scan at the position (see ``contacts_after``).
+# pair beside it, but it is what starts the index scan at the position (see ``bluespark.cursors.beyond``).
 _API_PAGE_BEYOND = {
     False: " AND c.created_at <= %(at)s AND (c.created_at < %(at)s OR (c.created_at = %(at)s AND c.id < %(id)s))",
     True: " AND c.created_at >= %(at)s AND (c.created_at > %(at)s OR (c.created_at = %(at)s AND c.id > %(id)s))",
