@@ -144,8 +144,9 @@ def test_a_worker_freezes_what_its_first_requests_left_once():
             kept[0].append(kept)  # what a request leaves alive: a cycle still referenced here
             post_request(worker, None, {}, None)
             counts.append(gc.get_freeze_count())
-        assert counts[0] == counts[1] == frozen  # nothing before
+        # Frozen objects can still be freed (the count then drops), but only a freeze makes it grow.
+        assert counts[0] <= frozen and counts[1] <= frozen  # nothing before
         assert counts[2] > frozen  # then everything alive at that request
-        assert counts[3] == counts[4] == counts[2]  # and never again
+        assert counts[4] <= counts[3] <= counts[2]  # and never again
     finally:
         gc.unfreeze()
